@@ -1,0 +1,60 @@
+# pathcnn: `make repro` runs the pipeline, `make test` runs the tests; both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+PGDATA := $(abspath .postgres)
+PGPORT ?= 54329
+
+.DEFAULT_GOAL := help
+.PHONY: help venv repro test test-fast lint ui dashboard postgres postgres-stop bench clean lock
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with the pinned dependencies
+
+repro: $(STAMP)  ## pull data/raw from the DVC remote, run the pipeline, print the metrics table
+	$(BIN)/dvc pull data/raw.dvc
+	$(BIN)/dvc repro
+	$(BIN)/pathcnn summary
+
+test: $(STAMP)  ## run the whole test suite (unit, integration, browser, postgres when configured)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## unit tests only
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check src tests benchmarks
+
+ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 against mlflow.db (HOST=0.0.0.0 to expose deliberately)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
+
+dashboard: $(STAMP)  ## optuna-dashboard on 127.0.0.1:8080 against the study storage
+	$(BIN)/optuna-dashboard $${STORAGE:-results/tune/optuna.journal} --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+
+postgres:  ## install (Debian) and start a local PostgreSQL for the distributed-study tests
+	bash .ci/postgres.sh start $(PGDATA) $(PGPORT)
+	@echo "export PATHCNN_TEST_POSTGRES_URL=postgresql+psycopg2://pathcnn@127.0.0.1:$(PGPORT)/pathcnn"
+
+postgres-stop:  ## stop the local PostgreSQL
+	bash .ci/postgres.sh stop $(PGDATA) $(PGPORT)
+
+bench: $(STAMP)  ## run the benchmarks, print a table and write results/bench.json
+	$(BIN)/python benchmarks/run.py
+
+lock:  ## re-freeze requirements.lock from the current .venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pathcnn' > requirements.lock
+
+clean:  ## remove generated outputs (never data/raw, never mlflow.db or the study storage)
+	rm -rf data/patches data/splits models results/train results/baseline results/control results/crossval \
+		results/tune/model* reports/figures reports/report.md reports/report.html predictions

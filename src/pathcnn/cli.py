@@ -1,0 +1,78 @@
+"""The `pathcnn` command: one subcommand per DVC stage, plus predict. Errors print as one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+
+from pathcnn.errors import PathcnnError
+
+# subcommand -> (module, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "patches": ("pathcnn.stages.patches", "cut images in data/raw into patches"),
+    "split": ("pathcnn.stages.split", "train/validation/test split per model"),
+    "tune": ("pathcnn.stages.tune", "Optuna study over the train params (resumable, parallel)"),
+    "train": ("pathcnn.stages.train", "fit and evaluate the final CNN of one model"),
+    "baseline": ("pathcnn.stages.baseline", "colour+texture logistic-regression baseline"),
+    "control": ("pathcnn.stages.control", "label-permutation control (must be near chance)"),
+    "crossval": ("pathcnn.stages.crossval", "leave-one-image-out cross-validation"),
+    "report": ("pathcnn.stages.report", "write reports/report.md and report.html"),
+    "summary": ("pathcnn.stages.summary", "print a table of every model's metrics"),
+    "predict": ("pathcnn.predict", "classify new images, write CSVs and heatmaps"),
+}
+
+
+def quiet_libraries() -> None:
+    """Keep TensorFlow's and friends' start-up chatter out of the user's terminal and DVC logs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "alembic", "absl", "tensorflow", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with a subparser per available command."""
+    parser = argparse.ArgumentParser(prog="pathcnn", description="Tracked, honest CNN experiments on H&E patches.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                continue
+            raise
+        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        sub.add_argument("--debug", action="store_true", help="show full tracebacks")
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a subcommand; 0 on success, 1 on a PathcnnError, 130 on Ctrl+C."""
+    quiet_libraries()
+    arguments = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in arguments
+    try:
+        args = build_parser().parse_args(arguments)
+        args.handler(args)
+    except PathcnnError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Stage `train`: fit the final CNN of one model on its train split and evaluate it once on the test split."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pathcnn.artifacts import atomic_path, read_json, write_csv, write_json
+from pathcnn.console import say
+from pathcnn.errors import ParamsError
+from pathcnn.evaluation import Evaluation, confusion_matrix_of, evaluate_probabilities
+from pathcnn.figures import confusion_figure, history_figure, save_figure
+from pathcnn.params import Params, TrainParams, load_params
+from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.seeding import seed_everything
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A fitted model, its history and its evaluation."""
+
+    model: Any
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    evaluation: Evaluation
+
+
+def effective_train_params(train: TrainParams, tuned_file: Path | None) -> tuple[TrainParams, dict[str, Any]]:
+    """params.train, overridden by the tune stage's best params when train.use_tuned is on."""
+    if not train.use_tuned or tuned_file is None or not tuned_file.exists():
+        return train, {}
+    tuned = read_json(tuned_file)
+    overrides = tuned.get("params", {})
+    try:
+        return TrainParams.model_validate({**train.model_dump(), **overrides}), tuned
+    except ValueError as error:
+        raise ParamsError(
+            f"{tuned_file}: best params are not valid train params ({error}); re-run the tune stage"
+        ) from None
+
+
+def train_and_evaluate(
+    sets: dict[str, PatchSet],
+    class_names: tuple[str, ...],
+    train: TrainParams,
+    seed: int,
+    max_epochs: int | None = None,
+    callbacks: tuple = (),
+) -> TrainOutcome:
+    """Seed, fit on train (early stopping on val), then score train, val and test."""
+    from pathcnn.training import fit_model, predict_probabilities
+
+    seed_everything(seed)
+    fit = fit_model(sets["train"], sets["val"], len(class_names), train, seed, max_epochs, callbacks)
+    probabilities = {part: predict_probabilities(fit.model, patch_set.patches) for part, patch_set in sets.items()}
+    evaluation = evaluate_probabilities(probabilities, sets, class_names)
+    return TrainOutcome(fit.model, fit.history, fit.epochs_run, fit.best_epoch, evaluation)
+
+
+def write_outputs(outcome: TrainOutcome, class_names: tuple[str, ...], out_dir: Path, title: str) -> dict[str, Path]:
+    """metrics.json, history.csv, predictions.csv, confusion.csv and PNG figures."""
+    metrics = {**outcome.evaluation.metrics, "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch}
+    history = pd.DataFrame(outcome.history)
+    history.insert(0, "epoch", range(1, len(history) + 1))
+    predictions = outcome.evaluation.test_predictions
+    paths = {
+        "metrics": out_dir / "metrics.json",
+        "history": out_dir / "history.csv",
+        "predictions": out_dir / "predictions.csv",
+        "confusion": out_dir / "confusion.csv",
+        "confusion_png": out_dir / "confusion.png",
+        "history_png": out_dir / "history.png",
+    }
+    write_csv(paths["history"], history)
+    write_csv(paths["predictions"], predictions)
+    write_csv(paths["confusion"], predictions[["label", "predicted"]].rename(columns={"label": "actual"}))
+    save_figure(
+        confusion_figure(confusion_matrix_of(metrics, class_names), class_names, f"{title}: test"),
+        paths["confusion_png"],
+    )
+    save_figure(history_figure(outcome.history, title), paths["history_png"])
+    write_json(paths["metrics"], metrics)
+    return paths
+
+
+def run(
+    model_name: str,
+    patches_dir: Path,
+    split_file: Path,
+    tuned_file: Path | None,
+    model_out: Path,
+    out_dir: Path,
+    params_path: Path,
+) -> dict[str, Any]:
+    """Train, evaluate, log to MLflow, save the model and write metrics."""
+    from pathcnn import tracking
+
+    params: Params = load_params(params_path)
+    class_names = params.model(model_name).classes
+    train, tuned = effective_train_params(params.train, tuned_file)
+    sets = split_sets(patches_dir, read_split(split_file), class_names)
+    tags = {"model": model_name, "split_strategy": params.split.strategy.value}
+    if tuned.get("study_name"):
+        tags["optuna_study"] = tuned["study_name"]
+    experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
+    with tracking.tracked_run(experiment, f"train-{model_name}", "train", tags):
+        tracking.log_params(
+            {
+                "train": train.model_dump(),
+                "split": params.split.model_dump(),
+                "patches": params.patches.model_dump(),
+                "seed": params.base.seed,
+                "classes": ",".join(class_names),
+            }
+        )
+        outcome = train_and_evaluate(sets, class_names, train, params.base.seed)
+        tracking.log_history(outcome.history)
+        paths = write_outputs(outcome, class_names, out_dir, model_name)
+        metrics = outcome.evaluation.metrics
+        tracking.log_metrics(metrics)
+        for key in ("confusion_png", "history_png", "metrics", "predictions"):
+            tracking.log_artifact(paths[key])
+        with atomic_path(model_out) as temporary:
+            outcome.model.save(temporary)  # the temporary name ends in .keras, as Keras requires
+        tracking.log_keras_model(outcome.model, sets["test"].patches[:2].astype("float32"))
+    say(
+        f"train {model_name}: train {metrics['train_accuracy']:.3f}, val {metrics['val_accuracy']:.3f}, "
+        f"test {metrics['test_accuracy']:.3f} (majority baseline {metrics['baseline_accuracy']:.3f}), "
+        f"{outcome.epochs_run} epochs"
+    )
+    return metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line arguments of the stage."""
+    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
+    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
+    parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
+    parser.add_argument("--tuned", type=Path, help="best_params.json of the tune stage (optional)")
+    parser.add_argument("--model-out", type=Path, help="default models/<model>.keras")
+    parser.add_argument("--out", type=Path, help="metrics folder (default results/train/<model>)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run the stage from parsed arguments."""
+    run(
+        args.model,
+        args.patches,
+        args.split or Path(f"data/splits/{args.model}.csv"),
+        args.tuned,
+        args.model_out or Path(f"models/{args.model}.keras"),
+        args.out or Path(f"results/train/{args.model}"),
+        args.params,
+    )
