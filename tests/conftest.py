@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 SEED_DIRS = (REPO / "data" / "raw", REPO.parent / "shared" / "data" / "he-seed")
 CROP = 300  # 3x3 patches of 100 px per image
+
+# Stage commands (pathcnn, dvc) come from the interpreter's environment, even when it is not activated.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def seed_image_dir() -> Path:
@@ -115,7 +119,6 @@ def repo_copy(tmp_path: Path, small_images: Path, monkeypatch: pytest.MonkeyPatc
     params_path = root / "params.yaml"
     params_path.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_path.read_text())), sort_keys=False))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(root / 'mlflow.db').as_posix()}")
-    monkeypatch.setenv("PATH", f"{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     run_command(["dvc", "add", "-q", "data/raw"], root)
     return root
 

@@ -24,9 +24,7 @@ def _pink_and_purple_patches(count_per_class: int, seed: int) -> tuple[np.ndarra
     """Pink, fine-noise patches (label 0) and purple patches with coarse dark blobs (label 1)."""
     generator = np.random.default_rng(seed)
     size = 64
-    pink = np.array([225.0, 150.0, 195.0]) + generator.normal(
-        0.0, 18.0, size=(count_per_class, size, size, 3)
-    )
+    pink = np.array([225.0, 150.0, 195.0]) + generator.normal(0.0, 18.0, size=(count_per_class, size, size, 3))
     # Coarse texture: 8x8 blocks of random darkness, upsampled, on a purple base.
     blocks = generator.uniform(0.4, 1.0, size=(count_per_class, size // 8, size // 8, 1))
     darkness = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2)
@@ -52,9 +50,7 @@ def test_patch_features_shape_dtype_and_finite() -> None:
 
 
 @pytest.mark.parametrize(("count", "height", "width"), [(1, 16, 16), (3, 37, 53), (20, 100, 100)])
-def test_feature_count_independent_of_batch_and_patch_size(
-    count: int, height: int, width: int
-) -> None:
+def test_feature_count_independent_of_batch_and_patch_size(count: int, height: int, width: int) -> None:
     assert patch_features(_random_patches(count, height, width)).shape == (count, FEATURE_COUNT)
 
 
@@ -66,9 +62,7 @@ def test_empty_batch_gives_empty_feature_matrix() -> None:
 def test_histograms_sum_to_one_per_channel() -> None:
     features = patch_features(_random_patches(3, 40, 40))
     for channel in ("red", "green", "blue"):
-        columns = [
-            i for i, name in enumerate(FEATURE_NAMES) if name.startswith(f"histogram_{channel}")
-        ]
+        columns = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith(f"histogram_{channel}")]
         assert len(columns) == 16
         np.testing.assert_allclose(features[:, columns].sum(axis=1), 1.0, rtol=1e-5)
     lbp_columns = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("lbp_uniform")]

@@ -22,9 +22,7 @@ from pathcnn.stats import (
     [(0, 10, 0.95), (1, 10, 0.95), (5, 10, 0.95), (10, 10, 0.95), (81, 263, 0.9), (37, 50, 0.99)],
 )
 def test_wilson_interval_matches_scipy(successes: int, total: int, confidence: float) -> None:
-    expected = scipy_stats.binomtest(successes, total).proportion_ci(
-        confidence_level=confidence, method="wilson"
-    )
+    expected = scipy_stats.binomtest(successes, total).proportion_ci(confidence_level=confidence, method="wilson")
     lower, upper = wilson_interval(successes, total, confidence)
     assert lower == pytest.approx(expected.low, abs=1e-12)
     assert upper == pytest.approx(expected.high, abs=1e-12)
@@ -52,9 +50,7 @@ def test_wilson_interval_without_trials_is_uninformative() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize(
-    ("successes", "total", "confidence"), [(-1, 10, 0.95), (11, 10, 0.95), (5, 10, 1.0)]
-)
+@pytest.mark.parametrize(("successes", "total", "confidence"), [(-1, 10, 0.95), (11, 10, 0.95), (5, 10, 1.0)])
 def test_wilson_interval_rejects_bad_input(successes: int, total: int, confidence: float) -> None:
     with pytest.raises(ValueError):
         wilson_interval(successes, total, confidence)
