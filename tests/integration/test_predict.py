@@ -1,0 +1,232 @@
+"""`pathcnn predict` and the model registry on a tiny model trained by the real stages on small crops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from PIL import Image
+
+from pathcnn import cli, predict, registry
+from pathcnn.tiling import grid_shape, tile_image
+from tests.conftest import REPO, seed_image_dir, shrink_params
+
+MODEL = "model1"
+NAME = f"pathcnn-{MODEL}"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, small_images: Path) -> dict[str, Path | str]:
+    """patches, split and train (model1) run as functions on the small crops, into a fresh SQLite store."""
+    from pathcnn.stages import patches, split, train
+
+    root = tmp_path_factory.mktemp("predict")
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(shrink_params(yaml.safe_load((REPO / "params.yaml").read_text()))))
+    uri = f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    patches.run(small_images, root / "patches", root / "grids", params_file)
+    split.run(root / "patches", root / "splits", params_file)
+    train.run(
+        MODEL,
+        root / "patches",
+        root / "splits" / f"{MODEL}.csv",
+        None,
+        root / "models" / f"{MODEL}.keras",
+        root / "results",
+        params_file,
+    )
+    yield {"root": root, "params": params_file, "uri": uri, "stats": root / "results" / registry.TRAINING_STATS}
+    monkeypatch.undo()
+
+
+@pytest.fixture(scope="module")
+def predictor(trained: dict) -> predict.Predictor:
+    return predict.load_file_predictor(MODEL, trained["root"] / "models", trained["params"], trained["stats"])
+
+
+def variants(source: Path, folder: Path) -> dict[str, Path]:
+    """The seed image, a crop, a 90-degree rotation and a strong JPEG recompression of it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as opened:
+        image = opened.convert("RGB")
+    paths = {"original": source, "crop": folder / "crop.png", "rotated": folder / "rotated.tif"}
+    image.crop((150, 120, 150 + 640, 120 + 530)).save(paths["crop"])
+    image.transpose(Image.Transpose.ROTATE_90).save(paths["rotated"])
+    paths["recompressed"] = folder / "recompressed.jpg"
+    image.save(paths["recompressed"], quality=40)
+    return paths
+
+
+def check_outputs(path: Path, out: Path, call: dict, class_names: tuple[str, ...]) -> pd.DataFrame:
+    """The three files agree with each other and with the image."""
+    with Image.open(path) as image:
+        width, height = image.size
+    with Image.open(out / f"{path.stem}_heatmap.png") as heatmap:
+        assert heatmap.size == (width, height)
+    assert json.loads((out / f"{path.stem}_call.json").read_text()) == json.loads(json.dumps(call))
+    table = pd.read_csv(out / f"{path.stem}_patches.csv")
+    assert len(table) == np.prod(grid_shape(height, width, 100, 100)) == call["patches_total"]
+    classified = table[table["predicted"] != predict.NOT_CLASSIFIED]
+    assert len(classified) == call["patches_used"] > 0
+    probabilities = classified[[f"prob_{name}" for name in class_names]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=2e-4)
+    assert table.loc[table["predicted"] == predict.NOT_CLASSIFIED, "prob_A"].isna().all()
+    assert (table.loc[table["predicted"] == predict.NOT_CLASSIFIED, "tissue_fraction"] < 0.5).all()
+    assert call["call"] == max(call["mean_probability"], key=call["mean_probability"].get)
+    assert sum(call["vote_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    return table
+
+
+def test_train_stage_registers_and_decides_champion(trained: dict) -> None:
+    client = MlflowClient(trained["uri"])
+    versions = client.search_model_versions(f"name = '{NAME}'")
+    assert [str(version.version) for version in versions] == ["1"]
+    run = client.get_run(versions[0].run_id)
+    metrics = run.data.metrics
+    beats_baseline = metrics["test_accuracy"] > metrics["baseline_accuracy"]
+    assert registry.current_champion(NAME, client) == (("1", metrics["test_accuracy"]) if beats_baseline else None)
+    assert run.data.tags["registry.champion"] == ("promoted" if beats_baseline else "not promoted")
+    assert run.data.params["classes"] == "A,B"
+    stats = json.loads(trained["stats"].read_text())
+    assert stats["patches"] > 0 and stats["images"] == 4 and stats["stain_normalization"] == "none"
+
+
+def test_predict_seed_image_and_altered_copies(trained: dict, predictor: predict.Predictor, tmp_path: Path) -> None:
+    paths = variants(seed_image_dir() / "A1.jpg", tmp_path / "in")
+    out = tmp_path / "out"
+    calls = predict.run(list(paths.values()), predictor, out, batch_size=64)
+    for path in paths.values():
+        check_outputs(path, out, calls[path], predictor.class_names)
+        assert calls[path]["appearance_checked"]
+    # The seed image looks like the training crops: no colour warning.
+    assert not [warning for warning in calls[paths["original"]]["warnings"] if "stain" in warning]
+    # Rotation by 90 degrees keeps the tissue: the same number of tissue patches up to edge effects.
+    used = {name: calls[path]["patches_used"] for name, path in paths.items()}
+    assert abs(used["rotated"] - used["original"]) <= 0.15 * used["original"]
+
+
+def test_predict_matches_training_tiling(predictor: predict.Predictor, tmp_path: Path) -> None:
+    """Band-wise prediction classifies exactly the patches training would keep."""
+    source = seed_image_dir() / "B1.jpg"
+    predict.run([source], predictor, tmp_path, batch_size=16)  # small batches: many bands
+    table = pd.read_csv(tmp_path / "B1_patches.csv")
+    settings = predictor.patches
+    with Image.open(source) as image:
+        tiles = tile_image(
+            np.asarray(image.convert("RGB")),
+            settings.size,
+            settings.stride,
+            settings.min_tissue_fraction,
+            settings.tissue_min_saturation,
+        )
+    np.testing.assert_array_equal(table["row"], tiles.rows)
+    np.testing.assert_array_equal(table["col"], tiles.cols)
+    np.testing.assert_array_equal(table["predicted"] != predict.NOT_CLASSIFIED, tiles.kept)
+
+
+def test_unfamiliar_colours_are_warned_about(predictor: predict.Predictor, tmp_path: Path) -> None:
+    with Image.open(seed_image_dir() / "A2.jpg") as image:
+        pixels = np.asarray(image.convert("RGB"))
+    # A green-brown stain no training image had, same structure.
+    recoloured = tmp_path / "A2_green.png"
+    Image.fromarray(np.ascontiguousarray(pixels[..., [1, 0, 2]])).save(recoloured)
+    call = predict.run([recoloured], predictor, tmp_path / "out")[recoloured]
+    assert any("stain" in warning for warning in call["warnings"]), call["warnings"]
+
+
+def test_background_only_image_is_no_tissue(
+    predictor: predict.Predictor, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    white = tmp_path / "blank.png"
+    Image.new("RGB", (450, 320), (245, 245, 242)).save(white)
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (60, 40), (200, 80, 150)).save(tiny)
+    calls = predict.run([white, tiny], predictor, tmp_path / "out")
+    assert calls[white]["call"] == calls[tiny]["call"] == predict.NO_TISSUE
+    assert calls[white]["patches_total"] == 12 and calls[white]["patches_used"] == 0
+    assert calls[tiny]["patches_total"] == 0 and calls[tiny]["warnings"]
+    with Image.open(tmp_path / "out" / "blank_heatmap.png") as heatmap:
+        assert heatmap.size == (450, 320)
+    assert pd.read_csv(tmp_path / "out" / "blank_patches.csv")["predicted"].eq(predict.NOT_CLASSIFIED).all()
+    assert "blank.png: no tissue" in capsys.readouterr().out
+
+
+def test_unreadable_image_is_one_line_error(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    broken = tmp_path / "slide.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    arguments = ["predict", str(broken), "--model", MODEL, "--models-dir", str(trained["root"] / "models")]
+    code = cli.main([*arguments, "--params", str(trained["params"]), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(error) == 1 and error[0].startswith(f"error: {broken}") and "Traceback" not in error[0]
+
+
+def test_predict_by_registry_alias(trained: dict, predictor: predict.Predictor, tmp_path: Path) -> None:
+    client = MlflowClient(trained["uri"])
+    if registry.current_champion(NAME, client) is None:  # the tiny model did not beat its baseline
+        client.set_registered_model_alias(NAME, registry.CHAMPION, "1")
+    image = seed_image_dir() / "B2.jpg"
+    code = cli.main(["predict", str(image), "--model-uri", f"models:/{NAME}@champion", "--out", str(tmp_path / "uri")])
+    assert code == 0
+    by_alias = json.loads((tmp_path / "uri" / "B2_call.json").read_text())
+    by_file = predict.run([image], predictor, tmp_path / "file")[image]
+    assert by_alias["model"] == f"models:/{NAME}@champion" and by_alias["appearance_checked"]
+    assert by_alias["classes"] == ["A", "B"]
+    for key in ("call", "patches_used", "vote_share"):
+        assert by_alias[key] == by_file[key]
+    for name, value in by_file["mean_probability"].items():
+        assert by_alias["mean_probability"][name] == pytest.approx(value, abs=1e-3)
+
+
+def test_unknown_alias_is_one_line_error(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    image = str(seed_image_dir() / "A1.jpg")
+    assert cli.main(["predict", image, "--model-uri", f"models:/{NAME}@nobody", "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: models:/{NAME}@nobody: not found")
+
+
+@pytest.fixture
+def store(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri)
+
+
+def add_version(client: MlflowClient, name: str, test_accuracy: float, baseline: float) -> str:
+    """A registered version whose training run scored test_accuracy against a majority baseline."""
+    experiment = client.get_experiment_by_name("registry-test")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("registry-test")
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "test_accuracy", test_accuracy)
+    client.log_metric(run.info.run_id, "baseline_accuracy", baseline)
+    client.set_terminated(run.info.run_id)
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    decision = registry.promote_if_better(
+        name, version.version, {"test_accuracy": test_accuracy, "baseline_accuracy": baseline}, client
+    )
+    assert client.get_model_version(name, version.version).tags["registry.reason"] == decision.reason
+    return str(version.version)
+
+
+def test_champion_alias_rule(store: MlflowClient) -> None:
+    name = "pathcnn-rule"
+    assert add_version(store, name, 0.50, 0.60) == "1"  # below its majority baseline: never champion
+    assert registry.current_champion(name, store) is None
+    add_version(store, name, 0.80, 0.60)  # better than baseline, no champion yet
+    assert registry.current_champion(name, store) == ("2", 0.80)
+    add_version(store, name, 0.70, 0.60)  # worse than the champion
+    assert registry.current_champion(name, store) == ("2", 0.80)
+    add_version(store, name, 0.80, 0.60)  # a tie does not replace the champion
+    assert registry.current_champion(name, store) == ("2", 0.80)
+    add_version(store, name, 0.95, 0.97)  # beats the champion but not its own baseline
+    assert registry.current_champion(name, store) == ("2", 0.80)
+    add_version(store, name, 0.90, 0.60)
+    assert registry.current_champion(name, store) == ("6", 0.90)
+    assert store.get_model_version(name, "3").tags["registry.champion"] == "not promoted"
