@@ -1,0 +1,412 @@
+"""Stage `tune`: an Optuna study per model over the train params, each trial a nested MLflow run.
+
+The study lives in a storage that outlives the process (a journal file, or any SQLAlchemy URL), so a
+killed run continues where it stopped, and several workers (processes or machines) share one study.
+Trials fit the same CNN as the train stage on the train split, judged on the validation split; the
+test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from pathcnn import studies
+from pathcnn.artifacts import write_csv, write_json
+from pathcnn.console import say
+from pathcnn.errors import PathcnnError
+from pathcnn.figures import save_figure
+from pathcnn.params import Objective, Params, TrainParams, load_params
+from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.seeding import seed_everything
+
+WAIT_SECONDS = 2.0  # poll interval while other workers finish the last trials
+MAX_CONSECUTIVE_FAILURES = 5  # a worker whose trials keep raising stops instead of looping forever
+OUTPUTS = ("best_params.json", "trials.csv", "history.png", "importance.png")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial measured: the objective, accuracies of the restored model, and per-epoch history."""
+
+    value: float
+    pruned: bool
+    train_accuracy: float
+    val_accuracy: float
+    epochs: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def train_val_gap(self) -> float:
+        """Train minus validation accuracy: the overfitting the search fights."""
+        return self.train_accuracy - self.val_accuracy
+
+
+def objective_reporter(trial: optuna.Trial, objective: Objective, val: PatchSet, values: list[float]) -> Any:
+    """A Keras callback that reports the objective each epoch and stops training when the pruner says so."""
+    import keras
+
+    from pathcnn.metrics import classification_metrics
+    from pathcnn.training import predict_probabilities
+
+    class ObjectiveReporter(keras.callbacks.Callback):
+        pruned_at: int | None = None
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            logs = logs or {}
+            if objective is Objective.val_balanced_accuracy:
+                probabilities = predict_probabilities(self.model, val.patches)
+                value = classification_metrics(val.labels, probabilities)["balanced_accuracy"]
+                logs["val_balanced_accuracy"] = value
+            else:
+                value = float(logs[objective.value])
+            values.append(value)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                self.pruned_at = epoch + 1
+                self.model.stop_training = True
+
+    return ObjectiveReporter()
+
+
+def fit_trial(
+    trial: optuna.Trial,
+    sets: dict[str, PatchSet],
+    num_classes: int,
+    train: TrainParams,
+    objective: Objective,
+    seed: int,
+) -> TrialResult:
+    """Fit the train stage's CNN on the train split, report to the pruner, score train and val."""
+    import keras
+
+    from pathcnn.metrics import classification_metrics
+    from pathcnn.stain import normalize_sets
+    from pathcnn.training import fit_model, predict_probabilities
+
+    sets = normalize_sets({part: sets[part] for part in ("train", "val")}, train.stain_normalization)
+    seed_everything(seed)
+    values: list[float] = []
+    reporter = objective_reporter(trial, objective, sets["val"], values)
+    try:
+        fit = fit_model(sets["train"], sets["val"], num_classes, train, seed, callbacks=[reporter])
+        scores = {
+            part: classification_metrics(sets[part].labels, predict_probabilities(fit.model, sets[part].patches))
+            for part in ("train", "val")
+        }
+    finally:
+        keras.backend.clear_session()
+    if objective is Objective.val_loss:
+        value = min(fit.history["val_loss"])  # early stopping restored the weights of this epoch
+    else:
+        value = scores["val"][objective.value.removeprefix("val_")]
+    history = {**fit.history, f"objective_{objective.value}": values}
+    return TrialResult(
+        value=float(value),
+        pruned=reporter.pruned_at is not None,
+        train_accuracy=scores["train"]["accuracy"],
+        val_accuracy=scores["val"]["accuracy"],
+        epochs=fit.epochs_run,
+        history=history,
+    )
+
+
+@dataclass(frozen=True)
+class TuneContext:
+    """Everything a trial needs, read once per worker."""
+
+    model: str
+    params: Params
+    sets: dict[str, PatchSet]
+    study_name: str
+    experiment: str
+    parent_run_id: str
+
+
+def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective: a nested MLflow run around fit_trial; pruned trials raise TrialPruned."""
+    from pathcnn import tracking
+
+    params, tune = context.params, context.params.tune
+
+    def objective(trial: optuna.Trial) -> float:
+        studies.mark_worker(trial)
+        train = studies.suggest_train_params(trial, tune, params.train)
+        tags = {
+            "model": context.model,
+            "optuna_study": context.study_name,
+            "trial_number": str(trial.number),
+            "trial_state": TrialState.RUNNING.name,
+        }
+        run_name = f"{context.study_name}-trial-{trial.number}"
+        with tracking.tracked_run(context.experiment, run_name, "trial", tags, context.parent_run_id) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            tracking.log_params({"train": train.model_dump(), "trial_number": trial.number, "seed": params.base.seed})
+            try:
+                result = fit_trial(
+                    trial,
+                    context.sets,
+                    len(params.model(context.model).classes),
+                    train,
+                    tune.objective,
+                    params.base.seed,
+                )
+            except Exception:
+                tracking.set_tags({"trial_state": TrialState.FAIL.name})
+                tracking.log_params({"trial_state": TrialState.FAIL.name})
+                raise
+            state = TrialState.PRUNED if result.pruned else TrialState.COMPLETE
+            attributes = {
+                "train_accuracy": result.train_accuracy,
+                "val_accuracy": result.val_accuracy,
+                "train_val_gap": result.train_val_gap,
+                "epochs": result.epochs,
+            }
+            for key, value in attributes.items():
+                trial.set_user_attr(key, value)
+            tracking.log_history(result.history)
+            tracking.log_metrics({**attributes, tune.objective.value: result.value})
+            tracking.set_tags({"trial_state": state.name})
+            tracking.log_params({"trial_state": state.name})
+        say(
+            f"tune {context.model} trial {trial.number}: {state.name.lower()} after {result.epochs} epochs, "
+            f"{tune.objective.value} {result.value:.4f}, train {result.train_accuracy:.3f}, "
+            f"val {result.val_accuracy:.3f}"
+        )
+        if result.pruned:
+            raise optuna.TrialPruned(f"pruned after epoch {result.epochs}")
+        return result.value
+
+    return objective
+
+
+def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, grace_seconds: float) -> int:
+    """Run trials until the study holds n_trials finished (complete or pruned) trials; returns how many ran here.
+
+    Trials of dead workers are failed first. Trials running in other workers count as on their way,
+    so N workers add up to n_trials instead of each running n_trials.
+    """
+    ran, consecutive_failures = 0, 0
+    last: list[FrozenTrial] = []
+    while True:
+        studies.fail_dead_trials(study, grace_seconds)
+        counts = studies.state_counts(study)
+        finished = studies.finished_count(counts)
+        if finished >= n_trials:
+            return ran
+        if finished + counts.get(TrialState.RUNNING, 0) >= n_trials:
+            time.sleep(WAIT_SECONDS)
+            continue
+        last.clear()
+        # catch: a trial that raises (out of memory, a bad combination) is recorded FAIL; Ctrl+C still stops.
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[lambda _, trial: last.append(trial)])
+        ran += 1
+        consecutive_failures = consecutive_failures + 1 if last and last[-1].state is TrialState.FAIL else 0
+        if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            raise PathcnnError(
+                f"study {study.study_name}: {consecutive_failures} trials in a row failed; "
+                "run with --debug or look at the FAIL trials' MLflow runs, fix the cause and run tune again"
+            )
+
+
+def spawn_workers(count: int, arguments: list[str]) -> None:
+    """Start `count` worker processes of this command and wait for all; Ctrl+C or SIGTERM stops them."""
+    command = [sys.executable, "-m", "pathcnn.cli", "tune", *arguments, "--worker-only"]
+    processes = [subprocess.Popen([*command, "--worker-index", str(index)]) for index in range(count)]
+    try:
+        codes = [process.wait() for process in processes]
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+        raise
+    failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code != 0]
+    if failed:
+        raise PathcnnError(f"tune: {'; '.join(failed)} (its error is printed above); run tune again to continue")
+
+
+def parent_run_id(study: optuna.Study, experiment: str, model: str, storage: str) -> tuple[str, bool]:
+    """The study's MLflow parent run (from the study's user attrs), created when absent; (id, created)."""
+    from pathcnn import tracking
+
+    known = study.user_attrs.get(studies.PARENT_RUN_ATTR)
+    if known and tracking.run_exists(known):
+        return known, False
+    tags = {"model": model, "optuna_study": study.study_name, "optuna_storage": storage}
+    run_id = tracking.create_run(experiment, study.study_name, "study", tags)
+    study.set_user_attr(studies.PARENT_RUN_ATTR, run_id)
+    return run_id, True
+
+
+def write_outputs(study: optuna.Study | None, params: Params, model: str, out_dir: Path) -> dict[str, Any]:
+    """best_params.json, trials.csv, history.png and importance.png; returns the best-params payload."""
+    tune = params.tune
+    best = studies.best_params(study, tune, params.train, model)
+    title = f"{model}: {tune.objective.value}"
+    if study is None:
+        write_csv(out_dir / "trials.csv", studies.trials_frame([], tune.space))
+        save_figure(studies.note_figure(title, "tune.n_trials is 0: no study"), out_dir / "history.png")
+        save_figure(studies.note_figure(title, "tune.n_trials is 0: no study"), out_dir / "importance.png")
+    else:
+        write_csv(out_dir / "trials.csv", studies.trials_frame(study.get_trials(deepcopy=False), tune.space))
+        save_figure(studies.history_figure(study, title), out_dir / "history.png")
+        figure, missing = studies.importance_figure(study, title, params.base.seed)
+        save_figure(figure, out_dir / "importance.png")
+        if missing:
+            best["importance_note"] = missing
+    write_json(out_dir / "best_params.json", best)
+    return best
+
+
+def log_study(study: optuna.Study, best: dict[str, Any], params: Params, out_dir: Path) -> None:
+    """On the active parent run: the search settings, best params and value, trial counts and the plots.
+
+    Trial runs whose worker died are closed FAILED with trial_state FAIL, whichever host ran them.
+    """
+    from pathcnn import tracking
+
+    tune = params.tune
+    tracking.log_params(
+        {
+            "tune": tune.model_dump(exclude={"n_trials", "workers", "storage", "heartbeat_seconds"}),
+            "seed": params.base.seed,
+        }
+    )
+    tracking.set_tags(
+        {
+            "best_trial": str(best["best_trial"]),
+            **{f"best_params.{name}": str(value) for name, value in best["params"].items()},
+        }
+    )
+    step = sum(best[key] for key in ("n_complete", "n_pruned", "n_failed"))
+    tracking.log_metrics(
+        {key: best[key] for key in ("n_complete", "n_pruned", "n_failed")}
+        | {f"best_{tune.objective.value}": best["best_value"], "best_train_val_gap": best.get("train_val_gap")},
+        step=step,
+    )
+    for name in OUTPUTS:
+        tracking.log_artifact(out_dir / name)
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and trial.state is not TrialState.RUNNING:
+            tracking.close_run(run_id, {"trial_state": trial.state.name})
+
+
+def run(
+    model: str,
+    patches_dir: Path,
+    split_file: Path,
+    out_dir: Path,
+    journal_file: Path,
+    params_path: Path,
+    workers: int | None = None,
+    worker_index: int | None = None,
+) -> dict[str, Any]:
+    """Continue (or start) the model's study until it holds tune.n_trials finished trials, then write outputs.
+
+    worker_index set: only work on the study (a worker started by a launcher or by hand), write nothing.
+    """
+    from pathcnn import tracking
+
+    params = load_params(params_path)
+    tune, class_names = params.tune, params.model(model).classes
+    split = read_split(split_file)
+    if tune.n_trials == 0 and worker_index is None:
+        say(f"tune {model}: tune.n_trials is 0, writing params.train's values as best params")
+        return write_outputs(None, params, model, out_dir)
+    name = studies.study_name(model, tune, params.train, params.base.seed, studies.file_digest(split_file))
+    url = studies.storage_url(tune, journal_file)
+    study = studies.open_study(
+        name, studies.open_storage(url, tune.heartbeat_seconds), tune, params.base.seed, worker_index or 0
+    )
+    tracking.setup()
+    experiment = tracking.experiment_name(params.base.experiment_prefix, model)
+    parent, created = parent_run_id(study, experiment, model, studies.describe_storage(url))
+    grace = 2.0 * tune.heartbeat_seconds
+    say(f"tune {model}: study {name} in {studies.describe_storage(url)}, {tune.n_trials} finished trials wanted")
+
+    def work_here() -> int:
+        sets = split_sets(patches_dir, split[split["split"].isin(["train", "val"])], class_names)
+        context = TuneContext(model, params, sets, name, experiment, parent)
+        return work(study, make_objective(context), tune.n_trials, grace)
+
+    if worker_index is not None:
+        work_here()
+        if created:
+            tracking.close_run(parent, {}, status="FINISHED")
+        return {}
+    with tracking.tracked_run(experiment, name, "study", {"optuna_study": name}, run_id=parent):
+        count = workers or tune.workers
+        if count == 1:
+            work_here()
+        else:
+            arguments = [
+                *("--model", model, "--patches", str(patches_dir), "--split", str(split_file)),
+                *("--out", str(out_dir), "--journal", str(journal_file), "--params", str(params_path)),
+            ]
+            spawn_workers(count, arguments)
+        study = studies.open_study(name, study._storage, tune, params.base.seed)
+        best = write_outputs(study, params, model, out_dir)
+        log_study(study, best, params, out_dir)
+    value = best["best_value"]
+    say(
+        f"tune {model}: {best['n_complete']} complete, {best['n_pruned']} pruned, {best['n_failed']} failed; "
+        + (
+            f"best {tune.objective.value} {value:.4f} (trial {best['best_trial']})"
+            if value is not None and math.isfinite(value)
+            else "no complete trial"
+        )
+    )
+    return best
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line arguments of the stage."""
+    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
+    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
+    parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
+    parser.add_argument("--out", type=Path, help="output folder (default results/tune/<model>)")
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        default=Path("results/tune/optuna.journal"),
+        help="journal file of the study when neither tune.storage nor PATHCNN_OPTUNA_STORAGE names a database",
+    )
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--workers", type=int, help="worker processes (default tune.workers)")
+    parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="only run trials on the shared study (write no outputs): for extra shells or machines",
+    )
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the launcher
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run the stage from parsed arguments."""
+    if args.workers is not None and args.workers < 1:
+        raise PathcnnError(f"--workers: must be at least 1 (got {args.workers})")
+    # A worker started by hand draws its own trials: its sampler seed mixes in the process id.
+    worker_index = (args.worker_index if args.worker_index is not None else os.getpid()) if args.worker_only else None
+    run(
+        args.model,
+        args.patches,
+        args.split or Path(f"data/splits/{args.model}.csv"),
+        args.out or Path(f"results/tune/{args.model}"),
+        args.journal,
+        args.params,
+        args.workers,
+        worker_index,
+    )
