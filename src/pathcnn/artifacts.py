@@ -15,11 +15,21 @@ import numpy as np
 import pandas as pd
 
 
+def remove_leftovers(target: Path) -> None:
+    """Delete temporaries that a writer of `target` killed hard (SIGKILL) could not clean up."""
+    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
     os.close(handle)
     temporary = Path(name)
@@ -35,6 +45,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `target`; swap it in for `target` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield temporary

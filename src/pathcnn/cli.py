@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("pathcnn.predict", "classify new images, write CSVs and heatmaps"),
 }
 
+# Every pipeline stage closes MLflow runs abandoned by hard-killed processes before it starts.
+STAGES_THAT_TRACK = frozenset(COMMANDS) - {"summary", "predict"}
+
 
 def quiet_libraries() -> None:
     """Keep TensorFlow's and friends' start-up chatter out of the user's terminal and DVC logs."""
@@ -62,11 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in arguments
     try:
         args = build_parser().parse_args(arguments)
+        if args.command in STAGES_THAT_TRACK:
+            from pathcnn.tracking import close_abandoned_runs
+
+            close_abandoned_runs()
         args.handler(args)
     except PathcnnError as error:
         if debug:
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        # A file the command had to write or read failed at the operating-system level (disk full, a folder
+        # in the way, permissions): say which file and why, in one line.
+        if debug:
+            traceback.print_exc()
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}; check the path, free space and permissions", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
