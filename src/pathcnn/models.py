@@ -28,7 +28,7 @@ def make_model(input_shape: tuple[int, int, int], num_classes: int, params: Trai
             name=f"block{block + 1}_conv",
         )(tensor)
         if params.batch_norm:
-            tensor = layers.BatchNormalization(name=f"block{block + 1}_norm")(tensor)
+            tensor = layers.BatchNormalization(momentum=0.9, name=f"block{block + 1}_norm")(tensor)
         tensor = layers.ReLU(name=f"block{block + 1}_relu")(tensor)
         tensor = layers.MaxPooling2D(2, name=f"block{block + 1}_pool")(tensor)
     if params.head is Head.global_pool:
