@@ -92,6 +92,13 @@ class Head(StrEnum):
     flatten = "flatten"
 
 
+class StainNormalization(StrEnum):
+    """Colour preprocessing applied to every patch before training, evaluation and prediction."""
+
+    none = "none"
+    reinhard = "reinhard"  # each image's LAB mean/std mapped onto a fixed H&E target (pathcnn.stain)
+
+
 class ClassWeights(StrEnum):
     """Loss weighting of classes."""
 
@@ -122,6 +129,9 @@ class TrainParams(Section):
     augment: bool = Field(True, description="Random flips and 90-degree rotations.")
     color_jitter: float = Field(0.0, ge=0.0, le=1.0, description="Stain/colour augmentation strength (0 = off).")
     class_weights: ClassWeights = Field(ClassWeights.balanced, description="balanced or none.")
+    stain_normalization: StainNormalization = Field(
+        StainNormalization.none, description="none or reinhard (per-image colour statistics to a fixed target)."
+    )
 
 
 class FloatRange(Section):
@@ -272,6 +282,9 @@ class ReportParams(Section):
 
     bootstrap_resamples: int = Field(1000, ge=100, description="Resamples for bootstrap intervals.")
     example_patches: int = Field(4, ge=1, le=16, description="Correct and wrong examples shown per class.")
+    targets: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="Image-held-out accuracy each crossval fold should reach, per model."
+    )
 
 
 class Params(Section):

@@ -62,6 +62,14 @@ def split_images(
     return assignment.astype(str)
 
 
+def fold_split(labels: np.ndarray, image_ids: np.ndarray, fold: Fold, val_fraction: float, seed: int) -> np.ndarray:
+    """'test' for every patch of the fold's held-out images; validation carved from the other images' patches."""
+    labels, image_ids = np.asarray(labels), np.asarray(image_ids)
+    assignment = np.where(np.isin(image_ids, fold.test_images), TEST, TRAIN).astype(object)
+    _carve_validation(assignment, labels, val_fraction, seed)
+    return assignment.astype(str)
+
+
 def _carve_validation(assignment: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int) -> None:
     """Move a stratified `val_fraction` of the training patches to validation, in place."""
     train_indices = np.flatnonzero(assignment == TRAIN)

@@ -1,0 +1,132 @@
+"""Statistics of stored predictions: accuracy with its interval and p-value, bootstrap intervals, McNemar.
+
+Pure functions over prediction frames (patch_id, image_id, label, prob_<class>..., predicted); no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.metrics import balanced_accuracy_score
+
+from pathcnn.metrics import finite_or_none, image_level, roc_auc
+from pathcnn.stats import binomial_p_value, bootstrap_interval, mcnemar_test, wilson_interval
+
+
+def accuracy_summary(correct: np.ndarray, null_rate: float, confidence: float = 0.95) -> dict[str, Any]:
+    """Accuracy, its Wilson interval and the one-sided binomial p-value against null_rate (e.g. the majority rate)."""
+    correct = np.asarray(correct, dtype=bool)
+    successes, total = int(correct.sum()), int(correct.size)
+    low, high = wilson_interval(successes, total, confidence)
+    return {
+        "accuracy": successes / total if total else None,
+        "correct": successes,
+        "n": total,
+        "ci_low": low,
+        "ci_high": high,
+        "null_rate": float(null_rate),
+        "p_value": binomial_p_value(successes, total, min(max(float(null_rate), 0.0), 1.0)),
+    }
+
+
+def _label_indices(predictions: pd.DataFrame, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    lookup = {name: index for index, name in enumerate(class_names)}
+    labels = predictions["label"].map(lookup).to_numpy(dtype=np.int64)
+    probabilities = predictions[[f"prob_{name}" for name in class_names]].to_numpy(dtype=float)
+    return labels, probabilities
+
+
+def fast_balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in labels (sklearn's balanced accuracy); nan for one class.
+
+    A plain NumPy version, because bootstrap intervals call it thousands of times.
+    """
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        return math.nan  # one class only: it would equal plain accuracy and not be comparable
+    return float(np.mean([np.mean(predicted[labels == name] == name) for name in classes]))
+
+
+def fast_binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of scores for label 1 by the rank-sum (Mann-Whitney) formula, ties counted half; nan for one class."""
+    positives = labels == 1
+    count_positive, count_negative = int(positives.sum()), int((~positives).sum())
+    if count_positive == 0 or count_negative == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float(
+        (ranks[positives].sum() - count_positive * (count_positive + 1) / 2) / (count_positive * count_negative)
+    )
+
+
+def bootstrap_scores(
+    predictions: pd.DataFrame, class_names: tuple[str, ...], resamples: int, seed: int
+) -> dict[str, float | None]:
+    """Percentile-bootstrap 95% intervals of balanced accuracy and ROC AUC over the test patches."""
+    labels, probabilities = _label_indices(predictions, class_names)
+    if len(labels) == 0:
+        return {key: None for key in ("balanced_accuracy_low", "balanced_accuracy_high", "auc_low", "auc_high")}
+    rows = np.arange(len(labels))
+
+    predicted = probabilities.argmax(axis=1)
+
+    def balanced(y: np.ndarray, picked: np.ndarray) -> float:
+        return fast_balanced_accuracy(y, predicted[picked])
+
+    def auc(y: np.ndarray, picked: np.ndarray) -> float:
+        if probabilities.shape[1] == 2:
+            return fast_binary_auc(y, probabilities[picked, 1])
+        return roc_auc(y, probabilities[picked])
+
+    balanced_low, balanced_high = bootstrap_interval(balanced, labels, rows, resamples, seed=seed)
+    auc_low, auc_high = bootstrap_interval(auc, labels, rows, resamples, seed=seed)
+    return {
+        "balanced_accuracy_low": finite_or_none(balanced_low),
+        "balanced_accuracy_high": finite_or_none(balanced_high),
+        "auc_low": finite_or_none(auc_low),
+        "auc_high": finite_or_none(auc_high),
+    }
+
+
+def prediction_statistics(
+    predictions: pd.DataFrame, class_names: tuple[str, ...], null_rate: float, resamples: int, seed: int
+) -> dict[str, Any]:
+    """Everything the report states about one set of test predictions."""
+    labels, probabilities = _label_indices(predictions, class_names)
+    correct = (predictions["predicted"] == predictions["label"]).to_numpy()
+    result = accuracy_summary(correct, null_rate)
+    result["balanced_accuracy"] = (
+        float(balanced_accuracy_score(labels, probabilities.argmax(axis=1))) if len(labels) else None
+    )
+    result["auc"] = finite_or_none(roc_auc(labels, probabilities)) if len(labels) else None
+    result.update(bootstrap_scores(predictions, class_names, resamples, seed))
+    images = image_level(predictions, class_names) if len(predictions) else pd.DataFrame({"correct": []})
+    result["image_correct"] = int(images["correct"].sum())
+    result["image_n"] = int(len(images))
+    result["image_accuracy"] = float(images["correct"].mean()) if len(images) else None
+    return result
+
+
+def paired_comparison(first: pd.DataFrame, second: pd.DataFrame) -> dict[str, Any]:
+    """McNemar's exact test of two models on the test patches they share (joined on patch_id)."""
+    joined = first[["patch_id", "label", "predicted"]].merge(
+        second[["patch_id", "predicted"]], on="patch_id", suffixes=("_first", "_second")
+    )
+    correct_first = (joined["predicted_first"] == joined["label"]).to_numpy()
+    correct_second = (joined["predicted_second"] == joined["label"]).to_numpy()
+    result = mcnemar_test(correct_first, correct_second)
+    return {
+        "n": int(len(joined)),
+        "only_first_correct": result.only_a_correct,
+        "only_second_correct": result.only_b_correct,
+        "p_value": result.p_value,
+    }
+
+
+def best_possible_image_p_value(images: int, chance: float) -> float:
+    """The smallest one-sided p-value that `images` image-level calls can reach (all correct)."""
+    return binomial_p_value(images, images, chance) if images else 1.0

@@ -1,0 +1,145 @@
+"""Honest evaluation: the shuffled-label control, crossval that cannot run, and the report read from dvc repro."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pathcnn.params import TrainParams
+from pathcnn.patchsets import PatchSet
+from tests.conftest import copy_repo, run_command, shrink_params
+
+pytestmark = pytest.mark.slow
+
+
+def bright_or_dark(count: int, seed: int) -> PatchSet:
+    """Noise patches whose class is their brightness: trivially learnable with the true labels."""
+    generator = np.random.default_rng(seed)
+    labels = np.arange(count) % 2
+    base = np.where(labels[:, None, None, None] == 1, 170, 60)
+    patches = np.clip(base + generator.integers(-40, 40, (count, 24, 24, 3)), 0, 255).astype(np.uint8)
+    frame = pd.DataFrame(
+        {"patch_id": [f"p{seed}_{i}" for i in range(count)], "image_id": [f"{'AB'[y]}{seed}" for y in labels]}
+    ).assign(label=["AB"[y] for y in labels], index=range(count))
+    return PatchSet(patches, labels.astype(np.int64), frame)
+
+
+def test_permutation_control_lands_near_chance_where_true_labels_are_learnt() -> None:
+    from pathcnn.stages.control import permuted_sets
+    from pathcnn.stages.train import train_and_evaluate
+
+    sets = {"train": bright_or_dark(96, 1), "val": bright_or_dark(24, 2), "test": bright_or_dark(60, 3)}
+    # No batch norm (its moving averages would not settle in a few dozen steps) and a high learning rate.
+    params = TrainParams(
+        conv_blocks=2,
+        filters=4,
+        dense_units=8,
+        batch_size=16,
+        patience=10,
+        augment=False,
+        batch_norm=False,
+        learning_rate=0.02,
+    )
+    true_labels = train_and_evaluate(sets, ("A", "B"), params, seed=0, max_epochs=10).evaluation.metrics
+    shuffled = train_and_evaluate(permuted_sets(sets, 0), ("A", "B"), params, seed=0, max_epochs=10)
+    shuffled = shuffled.evaluation.metrics
+    assert true_labels["test_accuracy"] >= 0.9
+    # 60 balanced test patches: a signal-free model's accuracy has a standard deviation of about 0.065 around 0.5.
+    assert abs(shuffled["test_accuracy"] - shuffled["baseline_accuracy"]) <= 0.2
+
+
+def test_crossval_with_a_one_image_class_says_so_and_the_report_states_it(
+    tmp_path: Path, small_params_file: Path, tracking_uri: str
+) -> None:
+    from pathcnn.stages import crossval, report
+
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    rows = []
+    for image in ("A1", "B1", "B2"):
+        np.save(patches / f"{image}.npy", np.full((3, 100, 100, 3), 128, np.uint8))
+        rows += [(f"{image}_{i}", image, image[0], True, i) for i in range(3)]
+    pd.DataFrame(rows, columns=["patch_id", "image_id", "label", "kept", "index"]).to_csv(
+        patches / "manifest.csv", index=False
+    )
+    out = tmp_path / "results" / "crossval" / "model1"
+    result = crossval.run("model1", patches, None, out, small_params_file)
+    written = json.loads((out / "metrics.json").read_text())
+    assert result["status"] == written["status"] == "not_possible"
+    assert "class A (1)" in written["reason"]
+    report.run(tmp_path / "results", patches, tmp_path / "reports", small_params_file)
+    text = (tmp_path / "reports" / "report.md").read_text()
+    assert f"Image-held-out cross-validation not possible: {written['reason']}" in text
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, small_images: Path) -> Path:
+    """dvc repro of the whole pipeline, report included, in a repo copy on small crops."""
+    monkeypatch = pytest.MonkeyPatch()
+    root = copy_repo(tmp_path_factory.mktemp("evaluation") / "repo")
+    shutil.copytree(small_images, root / "data" / "raw")
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_path.read_text())), sort_keys=False))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(root / 'mlflow.db').as_posix()}")
+    run_command(["dvc", "add", "-q", "data/raw"], root)
+    run_command(["dvc", "repro", "report"], root, timeout=1500)
+    yield root
+    monkeypatch.undo()
+
+
+def metrics_of(root: Path, stage: str, model: str) -> dict:
+    return json.loads((root / "results" / stage / model / "metrics.json").read_text())
+
+
+def test_report_numbers_equal_the_metrics_files(reproduced: Path) -> None:
+    text = (reproduced / "reports" / "report.md").read_text()
+    for model in ("model1", "model2"):
+        train = metrics_of(reproduced, "train", model)
+        answer = re.search(
+            rf"\*\*{model}\*\* \([A-Z] vs [A-Z]\): training accuracy (\d\.\d{{3}}), validation accuracy (\d\.\d{{3}})",
+            text,
+        )
+        assert answer, f"no answer line for {model}"
+        assert float(answer.group(1)) == round(train["train_accuracy"], 3)
+        assert float(answer.group(2)) == round(train["val_accuracy"], 3)
+        section = text.split(f"## {model}:")[1]
+        patch_row = re.search(r"\| patch split \(90:10\) \| [^|]+ \| (\S+) \| (\S+) \| (\S+) \|", section)
+        baseline = metrics_of(reproduced, "baseline", model)
+        assert float(patch_row.group(1)) == round(train["test_accuracy"], 3)
+        assert float(patch_row.group(2)) == round(baseline["test_accuracy"], 3)
+        assert float(patch_row.group(3)) == round(train["baseline_accuracy"], 3)
+        crossval = metrics_of(reproduced, "crossval", model)
+        mean_row = re.search(r"\| held out: mean \|  \| (\S+) \| (\S+) \|", section)
+        assert float(mean_row.group(1)) == round(crossval["cnn_mean_accuracy"], 3)
+        assert float(mean_row.group(2)) == round(crossval["features_mean_accuracy"], 3)
+        control = metrics_of(reproduced, "control", model)
+        assert f"shuffled-label control scores {control['test_accuracy']:.3f}" in section
+    html = (reproduced / "reports" / "report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="figures/' not in html
+
+
+def test_evaluation_metrics_are_dvc_metrics_and_mlflow_runs(reproduced: Path) -> None:
+    shown = json.loads(run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout)
+    files = {name for entry in shown.values() for name in entry.get("data", {})}
+    for stage in ("baseline", "control", "crossval"):
+        assert f"results/{stage}/model1/metrics.json" in files
+    client = MlflowClient(f"sqlite:///{(reproduced / 'mlflow.db').as_posix()}")
+    experiment = client.get_experiment_by_name("pathcnn-model1")
+    for kind, count in (("baseline", 1), ("control", 1), ("crossval", 1), ("crossval-fold", 2)):
+        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.kind = '{kind}'")
+        assert len(runs) == count, kind
+        assert all(run.info.status == "FINISHED" for run in runs)
+    folds = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'crossval-fold'")
+    parent = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'crossval'")[0]
+    assert {run.data.tags["mlflow.parentRunId"] for run in folds} == {parent.info.run_id}
+    assert {run.data.tags["split_strategy"] for run in folds} == {"image"}
+    status = run_command(["dvc", "status"], reproduced).stdout
+    assert "changed" not in status

@@ -1,0 +1,72 @@
+"""Leave-one-image-out cross-validation and the permutation control, with the CNN replaced by a stub."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pathcnn.evaluation import evaluate_probabilities
+from pathcnn.patchsets import PatchSet
+from pathcnn.stages.control import leak_suspected, permuted_sets
+from pathcnn.stages.crossval import crossvalidate, folds_or_reason, subset
+
+CLASSES = ("A", "B")
+
+
+def synthetic(images: dict[str, int], size: int = 16) -> PatchSet:
+    """Random patches: `count` per image id, labelled by the image id's first letter."""
+    rows = [(f"{image}_{i}", image, image[0]) for image, count in images.items() for i in range(count)]
+    frame = pd.DataFrame(rows, columns=["patch_id", "image_id", "label"])
+    patches = np.random.default_rng(0).integers(0, 256, (len(frame), size, size, 3), dtype=np.uint8)
+    return PatchSet(patches, frame["label"].map({"A": 0, "B": 1}).to_numpy(np.int64), frame)
+
+
+def test_every_fold_holds_out_whole_images_and_each_patch_is_tested_once() -> None:
+    full = synthetic({"A1": 6, "A2": 5, "B1": 6, "B2": 7})
+    folds, reason = folds_or_reason(full.frame, CLASSES)
+    assert reason is None and len(folds) == 2
+    seen: dict[str, dict[str, set[str]]] = {}
+
+    def stub_cnn(fold, masks):  # noqa: ANN001, ANN202 - the FoldTrainer signature
+        sets = {part: subset(full, mask) for part, mask in masks.items()}
+        seen[fold.name] = {part: set(s.frame["image_id"]) for part, s in sets.items()}
+        probabilities = {part: np.tile([0.5, 0.5], (len(s), 1)) for part, s in sets.items()}
+        return evaluate_probabilities(probabilities, sets, CLASSES), {}
+
+    metrics, predictions = crossvalidate(full, CLASSES, folds, 0.2, 1, stub_cnn)
+    for fold in folds:
+        parts = seen[fold.name]
+        assert parts["test"] == set(fold.test_images)
+        assert not parts["test"] & (parts["train"] | parts["val"])
+        assert {image[0] for image in parts["test"]} == {"A", "B"}
+    cnn = predictions[predictions["method"] == "cnn"]
+    assert sorted(cnn["patch_id"]) == sorted(full.frame["patch_id"])
+    assert set(metrics["folds"]) == {"fold1", "fold2"}
+    assert metrics["cnn_mean_accuracy"] == pytest.approx(
+        np.mean([f["cnn_accuracy"] for f in metrics["folds"].values()])
+    )
+
+
+def test_a_class_with_one_image_cannot_be_cross_validated() -> None:
+    folds, reason = folds_or_reason(synthetic({"A1": 3, "B1": 3, "B2": 3}).frame, CLASSES)
+    assert folds == [] and "class A (1)" in reason
+    folds, reason = folds_or_reason(synthetic({"A1": 3, "A2": 3}).frame, CLASSES)
+    assert folds == [] and "class B has no kept patches" in reason
+
+
+def test_permutation_shuffles_train_and_validation_labels_only() -> None:
+    full = synthetic({"A1": 20, "B1": 20})
+    mixed = np.arange(40) % 4 == 0  # both classes
+    sets = {"train": full, "val": subset(full, mixed), "test": subset(full, ~mixed)}
+    permuted = permuted_sets(sets, seed=5)
+    assert np.bincount(permuted["train"].labels).tolist() == np.bincount(full.labels).tolist()
+    assert (permuted["train"].labels != full.labels).any()
+    assert (permuted["val"].labels != sets["val"].labels).any()
+    np.testing.assert_array_equal(permuted["test"].labels, sets["test"].labels)
+
+
+def test_leak_is_suspected_only_above_chance_plus_margin() -> None:
+    assert not leak_suspected(0.64, baseline_accuracy=0.5, class_count=2, margin=0.15)
+    assert leak_suspected(0.66, baseline_accuracy=0.5, class_count=2, margin=0.15)
+    assert not leak_suspected(0.70, baseline_accuracy=0.6, class_count=2, margin=0.15)

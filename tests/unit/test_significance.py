@@ -1,0 +1,83 @@
+"""Statistics of stored predictions: against scipy/sklearn and hand-checked small cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from pathcnn.significance import (
+    accuracy_summary,
+    best_possible_image_p_value,
+    fast_balanced_accuracy,
+    fast_binary_auc,
+    paired_comparison,
+    prediction_statistics,
+)
+
+CLASSES = ("A", "B")
+
+
+def frame(labels: list[str], predicted: list[str], prob_b: list[float], images: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "patch_id": [f"p{i}" for i in range(len(labels))],
+            "image_id": images,
+            "label": labels,
+            "prob_A": [1 - p for p in prob_b],
+            "prob_B": prob_b,
+            "predicted": predicted,
+        }
+    )
+
+
+def test_accuracy_summary_matches_scipy_binomtest() -> None:
+    correct = np.array([True] * 31 + [False] * 9)
+    summary = accuracy_summary(correct, null_rate=0.55)
+    test = scipy_stats.binomtest(31, 40, 0.55, alternative="greater")
+    interval = scipy_stats.binomtest(31, 40).proportion_ci(confidence_level=0.95, method="wilson")
+    assert summary["accuracy"] == pytest.approx(31 / 40)
+    assert summary["p_value"] == pytest.approx(test.pvalue, rel=1e-9)
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((interval.low, interval.high), abs=1e-12)
+    assert summary["n"] == 40 and summary["correct"] == 31
+
+
+def test_fast_metrics_equal_sklearn_with_ties() -> None:
+    generator = np.random.default_rng(3)
+    labels = generator.integers(0, 2, 60)
+    scores = np.round(generator.random(60), 1)  # rounding makes ties
+    predicted = (scores > 0.5).astype(int)
+    assert fast_binary_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert fast_balanced_accuracy(labels, predicted) == pytest.approx(balanced_accuracy_score(labels, predicted))
+    assert np.isnan(fast_binary_auc(np.zeros(5, int), scores[:5]))
+    assert np.isnan(fast_balanced_accuracy(np.ones(5, int), predicted[:5]))
+
+
+def test_prediction_statistics_image_level_uses_mean_probability() -> None:
+    # Image X (A): patches 0.4, 0.4, 0.9 -> mean 0.567 -> B although two of three patches say A.
+    predictions = frame(
+        ["A", "A", "A", "B", "B"], ["A", "A", "B", "B", "B"], [0.4, 0.4, 0.9, 0.8, 0.7], ["X", "X", "X", "Y", "Y"]
+    )
+    stats = prediction_statistics(predictions, CLASSES, null_rate=0.6, resamples=200, seed=0)
+    assert stats["accuracy"] == pytest.approx(4 / 5)
+    assert (stats["image_correct"], stats["image_n"]) == (1, 2)
+    assert stats["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    assert stats["balanced_accuracy_low"] <= stats["balanced_accuracy"] <= stats["balanced_accuracy_high"]
+
+
+def test_paired_comparison_joins_on_patch_id_not_row_order() -> None:
+    first = frame(["A", "A", "B", "B"], ["A", "B", "B", "A"], [0.1, 0.9, 0.8, 0.2], ["X", "X", "Y", "Y"])
+    second = first.iloc[::-1].assign(predicted=["A", "B", "A", "A"][::-1]).reset_index(drop=True)
+    # By patch id the second model predicts p0 A, p1 B, p2 A, p3 A: p0 both right, p1 and p3 both wrong,
+    # p2 only the first right. Joined by row order instead, the counts would differ.
+    result = paired_comparison(first, second)
+    assert result["n"] == 4
+    assert (result["only_first_correct"], result["only_second_correct"]) == (1, 0)
+    assert result["p_value"] == pytest.approx(1.0)
+
+
+def test_best_possible_image_p_value_with_four_images() -> None:
+    assert best_possible_image_p_value(4, 0.5) == pytest.approx(0.0625)
+    assert best_possible_image_p_value(0, 0.5) == 1.0
