@@ -194,3 +194,11 @@ def log_keras_model(model: Any, input_example: Any, registered_name: str | None 
         input_example=input_example,
         registered_model_name=registered_name,
     )
+
+
+def load_keras_model(model_uri: str) -> Any:
+    """A Keras model from the store: models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id>/model."""
+    import mlflow.keras
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.keras.load_model(model_uri)

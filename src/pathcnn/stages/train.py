@@ -9,13 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from pathcnn.appearance import training_reference
 from pathcnn.artifacts import atomic_path, read_json, write_csv, write_json
 from pathcnn.console import say
 from pathcnn.errors import ParamsError
 from pathcnn.evaluation import Evaluation, confusion_matrix_of, evaluate_probabilities
 from pathcnn.figures import confusion_figure, history_figure, save_figure
 from pathcnn.params import Params, TrainParams, load_params
-from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.patchsets import PatchSet, read_manifest, read_split, split_sets
 from pathcnn.seeding import seed_everything
 
 
@@ -98,7 +99,7 @@ def run(
     params_path: Path,
 ) -> dict[str, Any]:
     """Train, evaluate, log to MLflow, save the model and write metrics."""
-    from pathcnn import tracking
+    from pathcnn import registry, tracking
 
     params: Params = load_params(params_path)
     class_names = params.model(model_name).classes
@@ -127,12 +128,22 @@ def run(
             tracking.log_artifact(paths[key])
         with atomic_path(model_out) as temporary:
             outcome.model.save(temporary)  # the temporary name ends in .keras, as Keras requires
-        tracking.log_keras_model(outcome.model, sets["test"].patches[:2].astype("float32"))
+        stats_path = out_dir / registry.TRAINING_STATS  # what predict compares new images with
+        reference = training_reference(
+            sets["train"].patches, read_manifest(patches_dir), sets["train"].frame["image_id"]
+        )
+        stain = train.model_dump(mode="json").get("stain_normalization", "none")
+        write_json(stats_path, {**reference, "stain_normalization": stain})
+        tracking.log_artifact(stats_path)
+        registered = registry.registered_name(params.base.experiment_prefix, model_name)
+        info = tracking.log_keras_model(outcome.model, sets["test"].patches[:2].astype("float32"), registered)
+        decision = registry.promote_if_better(registered, info.registered_model_version, metrics)
     say(
         f"train {model_name}: train {metrics['train_accuracy']:.3f}, val {metrics['val_accuracy']:.3f}, "
         f"test {metrics['test_accuracy']:.3f} (majority baseline {metrics['baseline_accuracy']:.3f}), "
         f"{outcome.epochs_run} epochs"
     )
+    say(decision.summary())
     return metrics
 
 
