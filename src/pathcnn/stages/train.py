@@ -54,8 +54,10 @@ def train_and_evaluate(
     callbacks: tuple = (),
 ) -> TrainOutcome:
     """Seed, fit on train (early stopping on val), then score train, val and test."""
+    from pathcnn.stain import normalize_sets
     from pathcnn.training import fit_model, predict_probabilities
 
+    sets = normalize_sets(sets, train.stain_normalization)  # identity unless train.stain_normalization is set
     seed_everything(seed)
     fit = fit_model(sets["train"], sets["val"], len(class_names), train, seed, max_epochs, callbacks)
     probabilities = {part: predict_probabilities(fit.model, patch_set.patches) for part, patch_set in sets.items()}
