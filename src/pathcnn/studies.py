@@ -50,12 +50,14 @@ def open_storage(url: str, heartbeat_seconds: int) -> optuna.storages.BaseStorag
     """An RDB storage with heartbeats for a database URL, else a journal file (created with its folder)."""
     if is_database_url(url):
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=heartbeat_seconds,
-            grace_period=2 * heartbeat_seconds,
-        )
+        with warnings.catch_warnings():  # heartbeats are marked experimental; they are what fails dead trials
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=heartbeat_seconds,
+                grace_period=2 * heartbeat_seconds,
+            )
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
@@ -76,7 +78,7 @@ def file_digest(path: Path) -> str:
 
 
 def study_name(model: str, tune: TuneParams, train: TrainParams, seed: int, split_digest: str) -> str:
-    """<model>-<hash of everything that changes the search>; n_trials, workers and storage are left out.
+    """<model>-<hash of everything that changes what trials run>; n_trials, workers and storage are left out.
 
     So `dvc exp run -S tune.n_trials=100` continues the same study while a new space starts a new one.
     """
@@ -86,7 +88,8 @@ def study_name(model: str, tune: TuneParams, train: TrainParams, seed: int, spli
         "sampler": tune.sampler.value,
         "pruner": tune.pruner.value,
         "max_epochs": tune.max_epochs,
-        "train": train.model_dump(mode="json", exclude={"use_tuned"}),
+        # Searched fields and the final fit's epoch budget do not change what a trial runs.
+        "train": train.model_dump(mode="json", exclude={"use_tuned", "max_epochs", *tune.space}),
         "seed": seed,
         "split": split_digest,
     }

@@ -55,12 +55,13 @@ def test_study_name_changes_with_the_search_not_with_the_budget():
     assert name.startswith("model1-") and name == studies.study_name("model1", tune_params(), train, 42, "abc")
     same_search = tune_params(n_trials=100, workers=4, storage="sqlite:///x.db", heartbeat_seconds=5)
     assert studies.study_name("model1", same_search, train, 42, "abc") == name
-    assert studies.study_name("model1", tune_params(), TrainParams(use_tuned=False), 42, "abc") == name
+    for unused in (TrainParams(use_tuned=False), TrainParams(max_epochs=99), TrainParams(dropout=0.1)):
+        assert studies.study_name("model1", tune_params(), unused, 42, "abc") == name  # not used by trials
     changed = [
         studies.study_name("model1", tune_params(space={"dropout": {"low": 0.0, "high": 0.4}}), train, 42, "abc"),
         studies.study_name("model1", tune_params(objective="val_accuracy"), train, 42, "abc"),
         studies.study_name("model1", tune_params(max_epochs=3), train, 42, "abc"),
-        studies.study_name("model1", tune_params(), TrainParams(dropout=0.1), 42, "abc"),
+        studies.study_name("model1", tune_params(), TrainParams(kernel_size=5), 42, "abc"),
         studies.study_name("model1", tune_params(), train, 43, "abc"),
         studies.study_name("model1", tune_params(), train, 42, "other split"),
         studies.study_name("model2", tune_params(), train, 42, "abc"),

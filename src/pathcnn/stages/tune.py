@@ -179,10 +179,11 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
             tracking.log_metrics({**attributes, tune.objective.value: result.value})
             tracking.set_tags({"trial_state": state.name})
             tracking.log_params({"trial_state": state.name})
+        # Optuna records a pruned trial's last reported value; a complete trial's value is its best epoch's.
+        shown = result.history[f"objective_{tune.objective.value}"][-1] if result.pruned else result.value
         say(
             f"tune {context.model} trial {trial.number}: {state.name.lower()} after {result.epochs} epochs, "
-            f"{tune.objective.value} {result.value:.4f}, train {result.train_accuracy:.3f}, "
-            f"val {result.val_accuracy:.3f}"
+            f"{tune.objective.value} {shown:.4f}, train {result.train_accuracy:.3f}, val {result.val_accuracy:.3f}"
         )
         if result.pruned:
             raise optuna.TrialPruned(f"pruned after epoch {result.epochs}")
@@ -322,6 +323,7 @@ def run(
 
     params = load_params(params_path)
     tune, class_names = params.tune, params.model(model).classes
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one say() line per trial instead of Optuna's INFO log
     split = read_split(split_file)
     if tune.n_trials == 0 and worker_index is None:
         say(f"tune {model}: tune.n_trials is 0, writing params.train's values as best params")
