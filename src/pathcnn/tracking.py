@@ -102,14 +102,23 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 @contextmanager
 def tracked_run(
-    experiment: str, run_name: str, kind: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None
+    experiment: str,
+    run_name: str,
+    kind: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+    run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED on success, FAILED on an exception and KILLED on Ctrl+C or SIGTERM."""
+    """An MLflow run that ends FINISHED on success, FAILED on an exception and KILLED on Ctrl+C or SIGTERM.
+
+    run_id resumes an existing run (its tags are updated), as a study's parent run is on every tune run.
+    """
     setup()
     experiment_id = mlflow.set_experiment(experiment).experiment_id
     all_tags = {**provenance_tags(), "kind": kind, **(tags or {})}
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     run = mlflow.start_run(
+        run_id=run_id,
         experiment_id=experiment_id,
         run_name=run_name,
         tags=all_tags,
@@ -128,6 +137,37 @@ def tracked_run(
         mlflow.end_run("FINISHED")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def create_run(experiment: str, run_name: str, kind: str, tags: Mapping[str, str] | None = None) -> str:
+    """Create a RUNNING run without making it active (a study's parent run, shared by worker processes)."""
+    setup()
+    client = MlflowClient(tracking_uri())
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    all_tags = {**provenance_tags(), "kind": kind, "mlflow.runName": run_name, **(tags or {})}
+    return client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether the store holds a (not deleted) run with this id."""
+    try:
+        return MlflowClient(tracking_uri()).get_run(run_id).info.lifecycle_stage != "deleted"
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def close_run(run_id: str, tags: Mapping[str, str], status: str = "FAILED") -> None:
+    """Set tags on a run that may belong to another (possibly dead) process; end it with status if still RUNNING."""
+    client = MlflowClient(tracking_uri())
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status=status)
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tags on the active run (unlike params, tags may change: a trial's state, a study's best params)."""
+    mlflow.set_tags(dict(tags))
 
 
 def log_params(params: Mapping[str, Any], prefix: str = "") -> None:
