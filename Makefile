@@ -40,7 +40,7 @@ ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 against mlflow.db (HOST=0.0.0.0 to 
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
 
 dashboard: $(STAMP)  ## optuna-dashboard on 127.0.0.1:8080 against the study storage
-	$(BIN)/optuna-dashboard $${STORAGE:-results/tune/optuna.journal} --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+	$(BIN)/optuna-dashboard $${STORAGE:-$${PATHCNN_OPTUNA_STORAGE:-results/tune/optuna.journal}} --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
 postgres:  ## install (Debian) and start a local PostgreSQL for the distributed-study tests
 	bash .ci/postgres.sh start $(PGDATA) $(PGPORT)
