@@ -12,8 +12,10 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench.json", help="where to write figures")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS), help="run a subset")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument("--merge", action="store_true", help="update --out with these figures, keep the others")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     seed_dir = seed_dir_with_images()
@@ -264,10 +267,17 @@ def main(argv: list[str] | None = None) -> None:
     params_path = work / "params.yaml"
     shutil.copy2(REPO / "params.yaml", params_path)
     figures: list[Figure] = []
+    errors: dict[str, str] = {}
     try:
         for name in args.only:  # in BENCHMARKS order when not chosen: dvc repro last, it takes longest
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            figures += RUNNERS[name](settings, work, seed_dir, params_path)
+            start = time.perf_counter()
+            try:
+                figures += RUNNERS[name](settings, work, seed_dir, params_path)
+            except (RuntimeError, OSError, subprocess.SubprocessError, AssertionError) as error:
+                errors[name] = str(error)
+                print(f"{name} FAILED: {error}", file=sys.stderr, flush=True)
+            print(f"{name} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
@@ -279,14 +289,22 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": about,
+        "errors": errors,
         "figures": {figure.key: figure.value for figure in figures},
         "targets": {
             figure.key: {"target": figure.target, "met": figure.met} for figure in figures if figure.met is not None
         },
         "units": {figure.key: figure.unit for figure in figures},
     }
+    if args.merge and args.out.exists():  # keep the figures of benchmarks not run this time
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        for section in ("figures", "targets", "units"):
+            payload[section] = {**previous.get(section, {}), **payload[section]}
+        payload["machine"]["merged_into"] = previous.get("machine", {})
     args.out.write_text(json.dumps(payload, indent=2, default=list) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
+    if errors:
+        raise SystemExit(f"failed: {', '.join(errors)}")
 
 
 if __name__ == "__main__":
