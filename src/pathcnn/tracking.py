@@ -200,6 +200,28 @@ def log_history(history: Mapping[str, list[float]]) -> None:
         log_metrics({key: values[epoch] for key, values in history.items()}, step=epoch + 1)
 
 
+def epoch_logger() -> Any:
+    """A Keras callback logging every epoch's metrics to the active run as it ends (live curves in the UI)."""
+    import keras
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+            log_metrics(dict(logs or {}), step=epoch + 1)
+
+    return EpochLogger()
+
+
+def close_abandoned_runs() -> list[str]:
+    """At the start of any stage: mark FAILED the runs that hard-killed processes left RUNNING.
+
+    Skipped when the default SQLite store does not exist yet, so commands never create it needlessly.
+    """
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    return mark_stale_runs_failed(MlflowClient(uri))
+
+
 def log_artifact(path: Path, folder: str | None = None) -> None:
     """Attach a file (plot, CSV, JSON) to the active run."""
     mlflow.log_artifact(str(path), artifact_path=folder)

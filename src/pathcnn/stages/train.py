@@ -121,8 +121,7 @@ def run(
                 "classes": ",".join(class_names),
             }
         )
-        outcome = train_and_evaluate(sets, class_names, train, params.base.seed)
-        tracking.log_history(outcome.history)
+        outcome = train_and_evaluate(sets, class_names, train, params.base.seed, callbacks=(tracking.epoch_logger(),))
         paths = write_outputs(outcome, class_names, out_dir, model_name)
         metrics = outcome.evaluation.metrics
         tracking.log_metrics(metrics)
