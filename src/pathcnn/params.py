@@ -272,6 +272,9 @@ class ControlParams(Section):
     """The label-permutation control."""
 
     max_epochs: int = Field(10, ge=1, description="Epoch budget of the shuffled-label model.")
+    permutations: int = Field(
+        3, ge=1, le=20, description="Shuffled-label models (each its own permutation); their image calls are pooled."
+    )
     chance_margin: float = Field(
         0.15, gt=0.0, lt=1.0, description="Above majority rate + this margin the evaluation is reported as leaking."
     )

@@ -70,3 +70,29 @@ def test_leak_is_suspected_only_above_chance_plus_margin() -> None:
     assert not leak_suspected(0.64, baseline_accuracy=0.5, class_count=2, margin=0.15)
     assert leak_suspected(0.66, baseline_accuracy=0.5, class_count=2, margin=0.15)
     assert not leak_suspected(0.70, baseline_accuracy=0.6, class_count=2, margin=0.15)
+    # Far above chance but on few images (a coin flip per image): not evidence of a leak.
+    assert not leak_suspected(0.80, baseline_accuracy=0.5, class_count=2, margin=0.15, image_p_value=0.2)
+
+
+def test_control_metrics_pool_image_calls_over_permutations() -> None:
+    from pathcnn.stages.control import control_metrics
+
+    rows = []
+    for permutation, flipped in (("permutation1", {"A1"}), ("permutation2", {"A1", "B1"}), ("permutation3", set())):
+        for image in ("A1", "B1"):
+            wrong = image in flipped
+            truth = image[0]
+            predicted = ("B" if truth == "A" else "A") if wrong else truth
+            rows.append(
+                {"patch_id": f"{image}_0", "image_id": image, "label": truth, "permutation": permutation}
+                | {"prob_A": float(predicted == "A"), "prob_B": float(predicted == "B"), "predicted": predicted}
+            )
+    runs = [
+        {"test_accuracy": value, "train_accuracy": 0.5, "val_accuracy": 0.5, "baseline_accuracy": 0.5, "n_test": 2}
+        for value in (0.5, 0.0, 1.0)
+    ]
+    metrics = control_metrics(runs, pd.DataFrame(rows), CLASSES, margin=0.15)
+    assert (metrics["image_calls_correct"], metrics["image_calls"]) == (3, 6)
+    assert metrics["test_accuracy"] == pytest.approx(0.5)
+    assert metrics["permutation_accuracies"] == {"permutation1": 0.5, "permutation2": 0.0, "permutation3": 1.0}
+    assert not metrics["leak_suspected"]

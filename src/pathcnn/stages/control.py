@@ -1,4 +1,4 @@
-"""Stage `control`: the same CNN trained on shuffled labels; its test accuracy must land near chance."""
+"""Stage `control`: the same CNN trained on shuffled labels (several permutations); it must land near chance."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pathcnn.artifacts import write_csv, write_json
 from pathcnn.console import say
+from pathcnn.metrics import image_level
 from pathcnn.params import load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.stats import binomial_p_value
+
+SIGNIFICANCE = 0.05
 
 
 def permuted_sets(sets: Mapping[str, PatchSet], seed: int) -> dict[str, PatchSet]:
@@ -33,56 +38,90 @@ def chance_rate(baseline_accuracy: float, class_count: int) -> float:
     return max(baseline_accuracy, 1.0 / class_count)
 
 
-def leak_suspected(test_accuracy: float, baseline_accuracy: float, class_count: int, margin: float) -> bool:
-    """True when the shuffled-label model beats chance by more than the margin: the evaluation leaks."""
-    return test_accuracy > chance_rate(baseline_accuracy, class_count) + margin
+def leak_suspected(
+    test_accuracy: float, baseline_accuracy: float, class_count: int, margin: float, image_p_value: float = 0.0
+) -> bool:
+    """True when shuffled-label models beat chance by more than the margin, on significantly many images.
+
+    Test patches cluster by image, and a model without signal still calls each image almost uniformly, so
+    one model's patch accuracy moves in steps of whole images. The image-level p-value (one-sided
+    binomial over every permutation's image calls) keeps such coin flips from raising the alarm.
+    """
+    above = test_accuracy > chance_rate(baseline_accuracy, class_count) + margin
+    return above and image_p_value < SIGNIFICANCE
+
+
+def control_metrics(
+    runs: list[dict[str, Any]], predictions: pd.DataFrame, class_names: tuple[str, ...], margin: float
+) -> dict[str, Any]:
+    """Mean patch accuracy over the permutations, image calls pooled over them, and the leak verdict."""
+    baseline = runs[0]["baseline_accuracy"]
+    chance = chance_rate(baseline, len(class_names))
+    # Each permutation's call of each image counts once: image ids are prefixed with the permutation.
+    images = image_level(
+        predictions.assign(image_id=predictions["permutation"] + "/" + predictions["image_id"]), class_names
+    )
+    correct, total = int(images["correct"].sum()), len(images)
+    image_p = binomial_p_value(correct, total, 1.0 / len(class_names))
+    accuracy = float(np.mean([run["test_accuracy"] for run in runs]))
+    metrics: dict[str, Any] = {
+        "test_accuracy": accuracy,
+        "permutation_accuracies": {f"permutation{k + 1}": run["test_accuracy"] for k, run in enumerate(runs)},
+        "train_accuracy": float(np.mean([run["train_accuracy"] for run in runs])),
+        "val_accuracy": float(np.mean([run.get("val_accuracy", np.nan) for run in runs])),
+        "baseline_accuracy": baseline,
+        "chance_accuracy": chance,
+        "chance_margin": margin,
+        "image_calls_correct": correct,
+        "image_calls": total,
+        "image_p_value": image_p,
+        "n_test": runs[0]["n_test"],
+    }
+    metrics["leak_suspected"] = leak_suspected(accuracy, baseline, len(class_names), margin, image_p)
+    return metrics
 
 
 def run(
     model_name: str, patches_dir: Path, split_file: Path, tuned_file: Path | None, out_dir: Path, params_path: Path
 ) -> dict[str, Any]:
-    """Train the shuffled-label CNN of one model, log it and write metrics.json and predictions.csv."""
+    """Train the shuffled-label CNNs of one model, log them and write metrics.json and predictions.csv."""
     from pathcnn import tracking
     from pathcnn.stages.train import effective_train_params, train_and_evaluate
 
     params = load_params(params_path)
     class_names = params.model(model_name).classes
     train, _ = effective_train_params(params.train, tuned_file)
-    sets = permuted_sets(split_sets(patches_dir, read_split(split_file), class_names), params.base.seed)
+    sets = split_sets(patches_dir, read_split(split_file), class_names)
     tags = {"model": model_name, "split_strategy": params.split.strategy.value}
     experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
+    control = params.control
     with tracking.tracked_run(experiment, f"control-{model_name}", "control", tags):
-        tracking.log_params(
-            {"train": train.model_dump(), "max_epochs": params.control.max_epochs, "seed": params.base.seed}
-        )
-        outcome = train_and_evaluate(sets, class_names, train, params.base.seed, params.control.max_epochs)
-        tracking.log_history(outcome.history)
-        evaluation = outcome.evaluation.metrics
-        metrics = {
-            key: evaluation[key]
-            for key in ("train_accuracy", "val_accuracy", "test_accuracy", "test_balanced_accuracy", "n_test")
-            if key in evaluation
-        }
-        metrics["baseline_accuracy"] = evaluation["baseline_accuracy"]
-        metrics["chance_accuracy"] = chance_rate(evaluation["baseline_accuracy"], len(class_names))
-        metrics["chance_margin"] = params.control.chance_margin
-        metrics["leak_suspected"] = leak_suspected(
-            evaluation["test_accuracy"], evaluation["baseline_accuracy"], len(class_names), params.control.chance_margin
-        )
-        metrics["epochs_run"] = outcome.epochs_run
-        write_csv(out_dir / "predictions.csv", outcome.evaluation.test_predictions)
+        tracking.log_params({"train": train.model_dump(), "control": control.model_dump(), "seed": params.base.seed})
+        runs, frames = [], []
+        for index in range(control.permutations):
+            seed = params.base.seed + index
+            outcome = train_and_evaluate(permuted_sets(sets, seed), class_names, train, seed, control.max_epochs)
+            runs.append(outcome.evaluation.metrics)
+            frames.append(outcome.evaluation.test_predictions.assign(permutation=f"permutation{index + 1}"))
+        predictions = pd.concat(frames, ignore_index=True)
+        metrics = control_metrics(runs, predictions, class_names, control.chance_margin)
+        write_csv(out_dir / "predictions.csv", predictions)
         write_json(out_dir / "metrics.json", metrics)
         tracking.log_metrics({**metrics, "leak_suspected": float(metrics["leak_suspected"])})
+        tracking.log_metrics(metrics["permutation_accuracies"])
         tracking.log_artifact(out_dir / "metrics.json")
     say(
-        f"control {model_name}: shuffled labels give test {metrics['test_accuracy']:.3f} "
-        f"(chance {metrics['chance_accuracy']:.3f})"
+        f"control {model_name}: {control.permutations} shuffled-label models give test "
+        + ", ".join(f"{value:.3f}" for value in metrics["permutation_accuracies"].values())
+        + f" (mean {metrics['test_accuracy']:.3f}, chance {metrics['chance_accuracy']:.3f}); "
+        f"{metrics['image_calls_correct']} of {metrics['image_calls']} image calls right "
+        f"(p = {metrics['image_p_value']:.2g})"
     )
     if metrics["leak_suspected"]:
         say(
-            f"WARNING control {model_name}: a model trained on shuffled labels scores "
-            f"{metrics['test_accuracy']:.3f}, more than {params.control.chance_margin:.2f} above chance "
-            f"({metrics['chance_accuracy']:.3f}): the evaluation is leaking; check the split"
+            f"WARNING control {model_name}: models trained on shuffled labels score {metrics['test_accuracy']:.3f}, "
+            f"more than {control.chance_margin:.2f} above chance ({metrics['chance_accuracy']:.3f}), and are right "
+            f"on significantly many images: the evaluation is leaking; check the split"
         )
     return metrics
 

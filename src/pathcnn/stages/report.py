@@ -74,9 +74,12 @@ def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params:
     results = ModelResults(name, classes, metrics, predictions)
     resamples, seed = params.report.bootstrap_resamples, params.base.seed
     for stage in ("train", "baseline", "control"):
-        if not predictions[stage].empty and metrics[stage]:
+        frame = predictions[stage]
+        if not frame.empty and metrics[stage]:
+            if "permutation" in frame:  # the control's models: each permutation calls each image once
+                frame = frame.assign(image_id=frame["permutation"] + "/" + frame["image_id"])
             null = metrics[stage]["baseline_accuracy"]
-            results.stats[stage] = prediction_statistics(predictions[stage], classes, null, resamples, seed)
+            results.stats[stage] = prediction_statistics(frame, classes, null, resamples, seed)
     if not predictions["train"].empty and not predictions["baseline"].empty:
         results.comparison = paired_comparison(predictions["train"], predictions["baseline"])
     if results.crossval_ok and not predictions["crossval"].empty:
@@ -145,8 +148,8 @@ def findings(result: ModelResults, target: float | None) -> list[str]:
         else:
             lines.append(
                 f"Held-out-image accuracy (mean {number(mean)}, pooled 95% CI "
-                f"{interval(heldout['ci_low'], heldout['ci_high'])}) stays close to the patch-split test accuracy "
-                f"{number(patch_accuracy)}: the model generalises to images it has not seen."
+                f"{interval(heldout['ci_low'], heldout['ci_high'])}) stays within {number(MEMORISATION_DROP, 2)} of "
+                f"the patch-split test accuracy {number(patch_accuracy)}: little sign of within-image memorisation."
             )
         fold_values = [fold["cnn_accuracy"] for fold in crossval["folds"].values()]
         if max(fold_values) - min(fold_values) > FOLD_DISAGREEMENT:
@@ -209,13 +212,18 @@ def findings(result: ModelResults, target: float | None) -> list[str]:
         if control.get("leak_suspected"):
             lines.append(
                 f"WARNING: the shuffled-label control scores {number(control['test_accuracy'])}, more than "
-                f"{number(control['chance_margin'], 2)} above chance ({number(control['chance_accuracy'])}): "
-                "the evaluation leaks information; the test accuracies above are not trustworthy."
+                f"{number(control['chance_margin'], 2)} above chance ({number(control['chance_accuracy'])}), and is "
+                f"right on {control['image_calls_correct']} of {control['image_calls']} image calls (p = "
+                f"{p_value(control['image_p_value'])}): the evaluation leaks information; the test accuracies above "
+                "are not trustworthy."
             )
         else:
+            spread = ", ".join(number(value) for value in control.get("permutation_accuracies", {}).values())
             lines.append(
-                f"The shuffled-label control scores {number(control['test_accuracy'])} (chance "
-                f"{number(control['chance_accuracy'])}): labels do not leak through the split or the pipeline."
+                f"The shuffled-label control scores {number(control['test_accuracy'])} (mean of {spread}; chance "
+                f"{number(control['chance_accuracy'])}; {control['image_calls_correct']} of {control['image_calls']} "
+                f"image calls right, p = {p_value(control['image_p_value'])}): no sign that labels leak through the "
+                "split or the pipeline. Single shuffled models swing widely because test patches cluster by image."
             )
     return lines
 
