@@ -22,6 +22,7 @@ from pathcnn.errors import ImageError
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP"})
 KNOWN_CLUTTER: frozenset[str] = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"})
 DEFAULT_MAX_PIXELS: int = 200_000_000
+EXIF_ORIENTATION = 0x0112
 
 _logger = logging.getLogger("pathcnn.images")
 
@@ -182,15 +183,18 @@ def _load_with_pillow(path: Path, head: bytes, max_pixels: int) -> np.ndarray | 
                 try:
                     _warn_if_multi_frame(path, image)
                     image.load()
-                    oriented = ImageOps.exif_transpose(image)
+                    # exif_transpose copies the whole image even when there is nothing to turn.
+                    needs_turn = image.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
+                    oriented = ImageOps.exif_transpose(image) if needs_turn else image
                 except _DECODE_ERRORS as error:
                     if image.format == "TIFF":
                         # Pillow lacks some TIFF codecs and layouts; tifffile reports damage on its own.
                         return None
                     raise _corrupt_error(path, error) from None
+                # Converted before the file closes: a closed Pillow image no longer holds its pixels.
+                return _pillow_to_rgb(path, oriented)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise _too_many_pixels_error(path, _pixel_count_from_pillow(str(error)), max_pixels) from None
-    return _pillow_to_rgb(path, oriented)
 
 
 def _reject_unidentified(path: Path, head: bytes) -> None:
@@ -225,7 +229,7 @@ def _pillow_to_rgb(path: Path, image: Image.Image) -> np.ndarray:
         if image.has_transparency_data:
             rgba = np.asarray(image.convert("RGBA"))
             return _composite_on_white(rgba[..., :3], rgba[..., 3], premultiplied=False)
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except ValueError as error:
         raise ImageError(
             f"{path}: colour mode {image.mode} cannot be converted to RGB ({error}); re-export it as RGB"
