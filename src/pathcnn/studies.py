@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pathcnn.errors import ParamsError
 from pathcnn.params import Choices, FloatRange, IntRange, Objective, Pruner, Sampler, TrainParams, TuneParams
+from pathcnn.processes import process_alive
 
 STORAGE_ENV = "PATHCNN_OPTUNA_STORAGE"
 HOST_ATTR, PID_ATTR = "host", "pid"
@@ -203,15 +204,6 @@ def finished_count(counts: Mapping[TrialState, int]) -> int:
     """Complete plus pruned trials: what n_trials counts."""
     return sum(counts.get(state, 0) for state in FINISHED)
 
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -16,6 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from pathcnn.metrics import finite_or_none
+from pathcnn.processes import process_alive
 
 DEFAULT_STORE = "mlflow.db"
 HOST_TAG, PID_TAG = "pathcnn.host", "pathcnn.pid"
@@ -62,14 +63,6 @@ def provenance_tags() -> dict[str, str]:
         PID_TAG: str(os.getpid()),
     }
 
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -84,7 +77,7 @@ def mark_stale_runs_failed(client: MlflowClient | None = None) -> list[str]:
     for run in client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'", max_results=1000):
         tags = run.data.tags
         pid = tags.get(PID_TAG, "")
-        if tags.get(HOST_TAG) == host and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if tags.get(HOST_TAG) == host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             client.set_terminated(run.info.run_id, status="FAILED")
             stale.append(run.info.run_id)
     return stale
