@@ -63,8 +63,6 @@ def provenance_tags() -> dict[str, str]:
         PID_TAG: str(os.getpid()),
     }
 
-    return True
-
 
 def mark_stale_runs_failed(client: MlflowClient | None = None) -> list[str]:
     """Runs left RUNNING by a process of this host that no longer exists are set FAILED; returns their ids."""
