@@ -105,6 +105,7 @@ def fit_model(
         epochs=max_epochs or params.max_epochs,
         class_weight=class_weight_map(train.labels, num_classes, params.class_weights),
         callbacks=[stopper, *callbacks],
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it ignores this
         verbose=verbose,
     )
     record = {key: [float(value) for value in values] for key, values in history.history.items()}
