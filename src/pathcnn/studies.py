@@ -148,6 +148,32 @@ def open_study(
     return study
 
 
+def enqueue_defaults(study: optuna.Study, tune: TuneParams, train: TrainParams) -> None:
+    """Make params.train's own values the study's first trial, so the best found is never worse than them.
+
+    Only on a study with no trials yet; a value of 0 in a zero-allowing range is encoded below `low`.
+    """
+    if study.get_trials(deepcopy=False):
+        return
+    defaults = train.model_dump(mode="json")
+    raw: dict[str, Any] = {}
+    for name, dimension in tune.space.items():
+        value = defaults[name]
+        if isinstance(dimension, FloatRange) and dimension.zero and value == 0:
+            value = (extended_low(dimension) + dimension.low) / 2
+        in_space = (
+            value in dimension.choices
+            if isinstance(dimension, Choices)
+            else extended_low(dimension) <= value <= dimension.high
+            if isinstance(dimension, FloatRange)
+            else dimension.low <= value <= dimension.high
+        )
+        if not in_space:
+            return  # params.train lies outside the searched space: nothing sensible to enqueue
+        raw[name] = value
+    study.enqueue_trial(raw, user_attrs={"source": "params.train"}, skip_if_exists=True)
+
+
 def extended_low(dimension: FloatRange) -> float:
     """The low end actually sampled: below `low` when `zero` is on; samples under `low` mean exactly 0."""
     if not dimension.zero:

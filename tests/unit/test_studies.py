@@ -208,3 +208,18 @@ def test_too_many_pooling_blocks_for_the_patch_size_stop():
     raw["patches"].update(size=32, stride=32)
     with pytest.raises(ParamsError, match=r"tune\.space\.conv_blocks: 6 pooling blocks shrink a 32px patch"):
         parse_params(raw)
+
+
+def test_first_trial_of_a_new_study_is_params_train():
+    tune = load_params(REPO / "params.yaml").tune
+    train = TrainParams(l2_bias=0.0, dropout=0.3, filters=16)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    studies.enqueue_defaults(study, tune, train)
+    trial = study.ask()
+    values = studies.decode(tune.space, studies.suggest_raw(trial, tune.space))
+    expected = {name: value for name, value in train.model_dump(mode="json").items() if name in tune.space}
+    assert values == expected
+    assert values["l2_bias"] == 0.0
+    study.tell(trial, 1.0)
+    studies.enqueue_defaults(study, tune, train)  # a study with trials gets nothing enqueued again
+    assert studies.decode(tune.space, studies.suggest_raw(study.ask(), tune.space)) != expected

@@ -333,6 +333,7 @@ def run(
     study = studies.open_study(
         name, studies.open_storage(url, tune.heartbeat_seconds), tune, params.base.seed, worker_index or 0
     )
+    studies.enqueue_defaults(study, tune, params.train)
     tracking.setup()
     experiment = tracking.experiment_name(params.base.experiment_prefix, model)
     parent, created = parent_run_id(study, experiment, model, studies.describe_storage(url))
