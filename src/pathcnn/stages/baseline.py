@@ -15,6 +15,7 @@ from pathcnn.evaluation import Evaluation, evaluate_probabilities
 from pathcnn.features import FEATURE_NAMES, fit_feature_classifier, patch_features, predict_feature_classifier
 from pathcnn.params import load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 from pathcnn.stain import normalize_sets
 
 
@@ -74,11 +75,7 @@ def run(model_name: str, patches_dir: Path, split_file: Path, out_dir: Path, par
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
-    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
-    parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
-    parser.add_argument("--out", type=Path, help="metrics folder (default results/baseline/<model>)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    add_model_arguments(parser, "baseline")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -86,7 +83,7 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        args.split or Path(f"data/splits/{args.model}.csv"),
-        args.out or Path(f"results/baseline/{args.model}"),
+        split_file(args),
+        out_dir(args, "baseline"),
         args.params,
     )

@@ -15,6 +15,7 @@ from pathcnn.console import say
 from pathcnn.metrics import image_level
 from pathcnn.params import load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 from pathcnn.stats import binomial_p_value
 
 SIGNIFICANCE = 0.05
@@ -128,12 +129,7 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
-    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
-    parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
-    parser.add_argument("--tuned", type=Path, help="best_params.json of the tune stage (optional)")
-    parser.add_argument("--out", type=Path, help="metrics folder (default results/control/<model>)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    add_model_arguments(parser, "control", tuned=True)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -141,8 +137,8 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        args.split or Path(f"data/splits/{args.model}.csv"),
+        split_file(args),
         args.tuned,
-        args.out or Path(f"results/control/{args.model}"),
+        out_dir(args, "control"),
         args.params,
     )

@@ -18,6 +18,7 @@ from pathcnn.features import patch_features
 from pathcnn.params import Params, TrainParams, load_params
 from pathcnn.patchsets import PatchSet, patch_set, read_manifest
 from pathcnn.splits import Fold, fold_split, image_folds
+from pathcnn.stages.arguments import add_model_arguments, out_dir
 from pathcnn.stages.baseline import fit_and_evaluate
 from pathcnn.stain import normalize_by_image
 
@@ -174,11 +175,7 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
-    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
-    parser.add_argument("--tuned", type=Path, help="best_params.json of the tune stage (optional)")
-    parser.add_argument("--out", type=Path, help="metrics folder (default results/crossval/<model>)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    add_model_arguments(parser, "crossval", split=False, tuned=True)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -187,6 +184,6 @@ def main(args: argparse.Namespace) -> None:
         args.model,
         args.patches,
         args.tuned,
-        args.out or Path(f"results/crossval/{args.model}"),
+        out_dir(args, "crossval"),
         args.params,
     )

@@ -18,6 +18,7 @@ from pathcnn.figures import confusion_figure, history_figure, save_figure
 from pathcnn.params import Params, TrainParams, load_params
 from pathcnn.patchsets import PatchSet, read_manifest, read_split, split_sets
 from pathcnn.seeding import seed_everything
+from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 
 
 @dataclass(frozen=True)
@@ -150,13 +151,8 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
-    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
-    parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
-    parser.add_argument("--tuned", type=Path, help="best_params.json of the tune stage (optional)")
+    add_model_arguments(parser, "train", tuned=True)
     parser.add_argument("--model-out", type=Path, help="default models/<model>.keras")
-    parser.add_argument("--out", type=Path, help="metrics folder (default results/train/<model>)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 
 
 def main(args: argparse.Namespace) -> None:
@@ -164,9 +160,9 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        args.split or Path(f"data/splits/{args.model}.csv"),
+        split_file(args),
         args.tuned,
         args.model_out or Path(f"models/{args.model}.keras"),
-        args.out or Path(f"results/train/{args.model}"),
+        out_dir(args, "train"),
         args.params,
     )

@@ -30,6 +30,7 @@ from pathcnn.figures import save_figure
 from pathcnn.params import Objective, Params, TrainParams, load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
 from pathcnn.seeding import seed_everything
+from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 
 WAIT_SECONDS = 2.0  # poll interval while other workers finish the last trials
 MAX_CONSECUTIVE_FAILURES = 5  # a worker whose trials keep raising stops instead of looping forever
@@ -377,17 +378,13 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
-    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
-    parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
-    parser.add_argument("--out", type=Path, help="output folder (default results/tune/<model>)")
+    add_model_arguments(parser, "tune")
     parser.add_argument(
         "--journal",
         type=Path,
         default=Path("results/tune/optuna.journal"),
         help="journal file of the study when neither tune.storage nor PATHCNN_OPTUNA_STORAGE names a database",
     )
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--workers", type=int, help="worker processes (default tune.workers)")
     parser.add_argument(
         "--worker-only",
@@ -406,8 +403,8 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        args.split or Path(f"data/splits/{args.model}.csv"),
-        args.out or Path(f"results/tune/{args.model}"),
+        split_file(args),
+        out_dir(args, "tune"),
         args.journal,
         args.params,
         args.workers,
