@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pathcnn.images import list_images, load_rgb
+from pathcnn.images import ImageEntry, load_rgb, parse_image_name
 
 JPEG_QUALITY = 95  # the seed images are high-quality JPEGs too
 
@@ -15,7 +15,9 @@ JPEG_QUALITY = 95  # the seed images are high-quality JPEGs too
 def seed_images(seed_dir: Path, crop: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(image_id, pixels) of every seed image, optionally centre-cropped to crop x crop."""
     images = []
-    for entry in list_images(seed_dir):
+    # Only the JPEGs: ../shared/data/he-seed also holds README.md and SHA256SUMS, which list_images rejects.
+    for path in sorted(seed_dir.glob("*.jpg")):
+        entry = ImageEntry(path, *parse_image_name(path))
         pixels = load_rgb(entry.path)
         if crop is not None:
             top, left = (pixels.shape[0] - crop) // 2, (pixels.shape[1] - crop) // 2

@@ -178,7 +178,9 @@ def e2e_figures(settings: Settings, work: Path, seed_dir: Path, params_path: Pat
 
     root = copy_repo(work / "repo")
     if settings.repro_crop is None:
-        shutil.copytree(seed_dir, root / "data" / "raw")  # the same files data/raw.dvc records
+        (root / "data" / "raw").mkdir(parents=True)
+        for image in sorted(seed_dir.glob("*.jpg")):  # the same eight files data/raw.dvc records
+            shutil.copy2(image, root / "data" / "raw" / image.name)
     else:
         write_small_images(root / "data" / "raw", settings.repro_crop)
         params_file = root / "params.yaml"
