@@ -229,11 +229,25 @@ def _pillow_to_rgb(path: Path, image: Image.Image) -> np.ndarray:
         if image.has_transparency_data:
             rgba = np.asarray(image.convert("RGBA"))
             return _composite_on_white(rgba[..., :3], rgba[..., 3], premultiplied=False)
-        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        return _rgb_array(image if image.mode == "RGB" else image.convert("RGB"))
     except ValueError as error:
         raise ImageError(
             f"{path}: colour mode {image.mode} cannot be converted to RGB ({error}); re-export it as RGB"
         ) from None
+
+
+def _rgb_array(image: Image.Image, band_rows: int = 512) -> np.ndarray:
+    """An RGB Pillow image as a numpy array, copied band by band.
+
+    np.asarray(image) goes through image.tobytes(): a second full-size copy at once. Copying bands into one
+    preallocated array keeps the peak near image + array, which matters for whole-slide-sized inputs.
+    """
+    width, height = image.size
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, band_rows):
+        bottom = min(height, top + band_rows)
+        pixels[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+    return pixels
 
 
 def _load_with_tifffile(path: Path, max_pixels: int) -> np.ndarray:

@@ -71,7 +71,9 @@ def manifest_rows(item: ImageTiles) -> pd.DataFrame:
 def draw_grid(image: np.ndarray, tiles: Tiles, size: int, stride: int) -> Image.Image:
     """The image, scaled down, with every grid cell outlined: green kept, red dropped."""
     scale = min(1.0, GRID_MAX_SIDE / max(image.shape[:2]))
-    picture = Image.fromarray(image)
+    # A strided view first, so a whole-slide-sized image is never copied whole for a 1200 px preview.
+    step = max(1, int(1 / scale) // 2)
+    picture = Image.fromarray(np.ascontiguousarray(image[::step, ::step]))
     if scale < 1.0:
         picture = picture.resize((round(image.shape[1] * scale), round(image.shape[0] * scale)))
     draw = ImageDraw.Draw(picture)
