@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pathcnn.console import interactive
 from pathcnn.models import make_model
 from pathcnn.params import ClassWeights, TrainParams
 from pathcnn.patchsets import PatchSet
@@ -89,7 +90,7 @@ def fit_model(
     seed: int,
     max_epochs: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    verbose: int = 0,
+    verbose: int | None = None,
 ) -> FitResult:
     """Build the CNN from params and fit it, early-stopping on validation loss (best weights restored)."""
     model = make_model(tuple(train.patches.shape[1:]), num_classes, params)
@@ -106,7 +107,7 @@ def fit_model(
         class_weight=class_weight_map(train.labels, num_classes, params.class_weights),
         callbacks=[stopper, *callbacks],
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it ignores this
-        verbose=verbose,
+        verbose=(1 if interactive() else 0) if verbose is None else verbose,  # a progress bar on a terminal only
     )
     record = {key: [float(value) for value in values] for key, values in history.history.items()}
     epochs_run = len(record.get("loss", []))
