@@ -110,16 +110,29 @@ def copy_repo(target: Path) -> Path:
     return target
 
 
+def prepare_repo_copy(target: Path, small_images: Path) -> Path:
+    """A git copy of the repo in target with the small images in data/raw (dvc add'ed) and shrunk params.
+
+    Runs of pathcnn inside it should use its own MLflow store: set MLFLOW_TRACKING_URI to mlflow_uri(root).
+    """
+    root = copy_repo(target)
+    shutil.copytree(small_images, root / "data" / "raw")
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_path.read_text())), sort_keys=False))
+    run_command(["dvc", "add", "-q", "data/raw"], root)
+    return root
+
+
+def mlflow_uri(root: Path) -> str:
+    """The SQLite MLflow store inside a repo copy."""
+    return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path, small_images: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary copy of the repo with small images in data/raw (dvc add'ed) and shrunk params."""
-    root = copy_repo(tmp_path / "repo")
-    raw = root / "data" / "raw"
-    shutil.copytree(small_images, raw)
-    params_path = root / "params.yaml"
-    params_path.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_path.read_text())), sort_keys=False))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(root / 'mlflow.db').as_posix()}")
-    run_command(["dvc", "add", "-q", "data/raw"], root)
+    root = prepare_repo_copy(tmp_path / "repo", small_images)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri(root))
     return root
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from pathcnn.params import TrainParams
 from pathcnn.patchsets import PatchSet
-from tests.conftest import copy_repo, run_command, shrink_params
+from tests.conftest import mlflow_uri, prepare_repo_copy, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -84,12 +82,8 @@ def test_crossval_with_a_one_image_class_says_so_and_the_report_states_it(
 def reproduced(tmp_path_factory: pytest.TempPathFactory, small_images: Path) -> Path:
     """dvc repro of the whole pipeline, report included, in a repo copy on small crops."""
     monkeypatch = pytest.MonkeyPatch()
-    root = copy_repo(tmp_path_factory.mktemp("evaluation") / "repo")
-    shutil.copytree(small_images, root / "data" / "raw")
-    params_path = root / "params.yaml"
-    params_path.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_path.read_text())), sort_keys=False))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(root / 'mlflow.db').as_posix()}")
-    run_command(["dvc", "add", "-q", "data/raw"], root)
+    root = prepare_repo_copy(tmp_path_factory.mktemp("evaluation") / "repo", small_images)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri(root))
     run_command(["dvc", "repro", "report"], root, timeout=1500)
     yield root
     monkeypatch.undo()
@@ -131,7 +125,7 @@ def test_evaluation_metrics_are_dvc_metrics_and_mlflow_runs(reproduced: Path) ->
     files = {name for entry in shown.values() for name in entry.get("data", {})}
     for stage in ("baseline", "control", "crossval"):
         assert f"results/{stage}/model1/metrics.json" in files
-    client = MlflowClient(f"sqlite:///{(reproduced / 'mlflow.db').as_posix()}")
+    client = MlflowClient(mlflow_uri(reproduced))
     experiment = client.get_experiment_by_name("pathcnn-model1")
     for kind, count in (("baseline", 1), ("control", 1), ("crossval", 1), ("crossval-fold", 2)):
         runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.kind = '{kind}'")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import run_command
+from tests.conftest import mlflow_uri, prepare_repo_copy, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -19,16 +19,8 @@ pytestmark = pytest.mark.slow
 def reproduced(tmp_path_factory: pytest.TempPathFactory, small_images: Path) -> Path:
     """Run dvc repro once in a repo copy; the tests below inspect what it left."""
     monkeypatch = pytest.MonkeyPatch()
-    from tests.conftest import copy_repo, shrink_params
-
-    root = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    import shutil
-
-    shutil.copytree(small_images, root / "data" / "raw")
-    params_path = root / "params.yaml"
-    params_path.write_text(yaml.safe_dump(shrink_params(yaml.safe_load(params_path.read_text())), sort_keys=False))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(root / 'mlflow.db').as_posix()}")
-    run_command(["dvc", "add", "-q", "data/raw"], root)
+    root = prepare_repo_copy(tmp_path_factory.mktemp("pipeline") / "repo", small_images)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri(root))
     run_command(["dvc", "repro"], root, timeout=1500)
     yield root
     monkeypatch.undo()
@@ -53,7 +45,7 @@ def test_metrics_files_hold_the_four_accuracies(reproduced: Path) -> None:
 
 
 def test_mlflow_has_a_finished_run_per_model(reproduced: Path) -> None:
-    client = MlflowClient(f"sqlite:///{(reproduced / 'mlflow.db').as_posix()}")
+    client = MlflowClient(mlflow_uri(reproduced))
     for model in ("model1", "model2"):
         experiment = client.get_experiment_by_name(f"pathcnn-{model}")
         assert experiment is not None
