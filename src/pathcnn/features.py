@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pathcnn.errors import PathcnnError
+from pathcnn.patchsets import PatchArray
 
 MINIMUM_PATCH_SIZE = 16
 CHUNK_SIZE = 16
@@ -38,8 +39,8 @@ def _feature_names() -> tuple[str, ...]:
 FEATURE_NAMES: tuple[str, ...] = _feature_names()
 
 
-def _check_patches(patches: np.ndarray) -> None:
-    if not isinstance(patches, np.ndarray) or patches.ndim != 4 or patches.shape[-1] != 3:
+def _check_patches(patches: np.ndarray | PatchArray) -> None:
+    if not isinstance(patches, (np.ndarray, PatchArray)) or patches.ndim != 4 or patches.shape[-1] != 3:
         shape = getattr(patches, "shape", None)
         raise ValueError(f"patches must be an array of shape (N, H, W, 3), got shape {shape}")
     if patches.dtype != np.uint8:
@@ -122,7 +123,7 @@ def _colour_and_texture(patches: np.ndarray) -> np.ndarray:
     return np.concatenate([histograms, hsv_moments, hed_moments, texture], axis=1)
 
 
-def patch_features(patches: np.ndarray) -> np.ndarray:
+def patch_features(patches: np.ndarray | PatchArray) -> np.ndarray:
     """Colour and texture features of uint8 RGB patches (N, H, W, 3) as float32 (N, F)."""
     _check_patches(patches)
     if patches.shape[0] == 0:

@@ -344,7 +344,9 @@ def _location(error: dict[str, Any]) -> str:
     parts = [str(part) for part in error["loc"] if not str(part).startswith(("function-after", "tagged-union"))]
     # Pydantic names union members in the location (e.g. "Choices"); they mean nothing to a user.
     # The discriminator tag of a search dimension (tune.space.<name>.<tag>) means nothing to a user.
-    parts = [part for i, part in enumerate(parts) if not (i >= 3 and parts[i - 2] == "space" and part in DIMENSION_TAGS)]
+    parts = [
+        part for i, part in enumerate(parts) if not (i >= 3 and parts[i - 2] == "space" and part in DIMENSION_TAGS)
+    ]
     return ".".join(parts) or "(top level)"
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from pathcnn.figures import plt
-from pathcnn.patchsets import load_patches
+from pathcnn.patchsets import patch_array
 
 MISSING = "n/a"
 IMAGE_SOURCE = re.compile(r'<img src="([^"]+\.png)"')
@@ -72,7 +72,7 @@ def example_grid(
             rows.append((f"{name} {outcome}", chosen))
     figure, axes = plt.subplots(len(rows), per_row, figsize=(1.5 * per_row, 1.65 * len(rows)), dpi=90, squeeze=False)
     for row_index, (label, chosen) in enumerate(rows):
-        images = load_patches(patches_dir, chosen) if len(chosen) else np.zeros((0, 1, 1, 3), np.uint8)
+        images = np.asarray(patch_array(patches_dir, chosen)) if len(chosen) else np.zeros((0, 1, 1, 3), np.uint8)
         for column in range(per_row):
             cell = axes[row_index][column]
             cell.set_xticks([])

@@ -12,7 +12,7 @@ import tensorflow as tf
 from pathcnn.console import interactive
 from pathcnn.models import make_model
 from pathcnn.params import ClassWeights, TrainParams
-from pathcnn.patchsets import PatchSet
+from pathcnn.patchsets import PatchArray, PatchSet
 
 # Stain matrix of haematoxylin, eosin and DAB in optical density (Ruifrok & Johnston, as in skimage.color).
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32)
@@ -30,29 +30,41 @@ class FitResult:
     best_epoch: int
 
 
-def augment_batch(images: tf.Tensor, generator: tf.random.Generator, flips: bool, color_jitter: float) -> tf.Tensor:
-    """Random flips and 90-degree rotations, and HED stain jitter, applied per image of a float batch."""
-    if flips:
-        count = tf.shape(images)[0]
-        rotations = tf.stack([tf.image.rot90(images, k) for k in range(4)], axis=1)
-        turns = generator.uniform([count], 0, 4, dtype=tf.int32)
-        images = tf.gather(rotations, turns, axis=1, batch_dims=1)
-        mirror = generator.uniform([count, 1, 1, 1]) < 0.5
-        images = tf.where(mirror, tf.image.flip_left_right(images), images)
-    if color_jitter > 0:
-        # Tellez et al. 2018: scale and shift each stain's concentration in optical density space.
-        count = tf.shape(images)[0]
-        density = -tf.math.log((images + 1.0) / 256.0)
-        stains = tf.einsum("bhwc,cs->bhws", density, HED_FROM_RGB)
-        scale = generator.uniform([count, 1, 1, 3], 1.0 - color_jitter, 1.0 + color_jitter)
-        shift = generator.uniform([count, 1, 1, 3], -color_jitter, color_jitter) * 0.1
-        density = tf.einsum("bhws,sc->bhwc", stains * scale + shift, RGB_FROM_HED)
-        images = tf.clip_by_value(256.0 * tf.exp(-density) - 1.0, 0.0, 255.0)
-    return images
+def turn_and_mirror(images: np.ndarray, turns: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """Each square image turned counter-clockwise by turns[i] quarter turns, then mirrored left-right where mirror[i].
+
+    One NumPy copy per (turns, mirror) pair present in the batch, where TensorFlow's rot90 on a batch builds all
+    four turns of every image.
+    """
+    result = np.empty_like(images)
+    for quarter_turns in range(4):
+        for mirrored in (False, True):
+            chosen = np.flatnonzero((turns == quarter_turns) & (mirror == mirrored))
+            if len(chosen):
+                turned = np.rot90(images[chosen], quarter_turns, axes=(1, 2))
+                result[chosen] = turned[:, :, ::-1] if mirrored else turned
+    return result
+
+
+def stain_jitter(images: tf.Tensor, generator: tf.random.Generator, strength: float) -> tf.Tensor:
+    """HED stain jitter of a uint8 batch, returned as float 0-255 (Tellez et al. 2018).
+
+    Scales and shifts each stain's concentration in optical density space, per image.
+    """
+    count = tf.shape(images)[0]
+    # The optical density -log((v + 1) / 256) of each of the 256 channel values, looked up per pixel.
+    # Computed with TensorFlow's log, like the per-pixel formula it replaces, so results stay the same bits.
+    table = -tf.math.log((tf.range(256, dtype=tf.float32) + 1.0) / 256.0)
+    density = tf.gather(table, tf.cast(images, tf.int32))
+    stains = tf.einsum("bhwc,cs->bhws", density, HED_FROM_RGB)
+    scale = generator.uniform([count, 1, 1, 3], 1.0 - strength, 1.0 + strength)
+    shift = generator.uniform([count, 1, 1, 3], -strength, strength) * 0.1
+    density = tf.einsum("bhws,sc->bhwc", stains * scale + shift, RGB_FROM_HED)
+    return tf.clip_by_value(256.0 * tf.exp(-density) - 1.0, 0.0, 255.0)
 
 
 def make_dataset(
-    patches: np.ndarray,
+    patches: PatchArray | np.ndarray,
     labels: np.ndarray,
     batch_size: int,
     seed: int,
@@ -60,15 +72,38 @@ def make_dataset(
     flips: bool = False,
     color_jitter: float = 0.0,
 ) -> tf.data.Dataset:
-    """A tf.data pipeline over uint8 patches: shuffled and augmented per batch when training."""
-    dataset = tf.data.Dataset.from_tensor_slices((patches, labels))
+    """A tf.data pipeline over uint8 patches: shuffled and augmented per batch when training.
+
+    Only positions go through tf.data: each batch's patches are read (and turned and mirrored) when the batch
+    is made, so memory holds a few batches, not the dataset. Shuffling positions gives the same order as
+    shuffling the patches. Augmentation: random quarter turns and mirroring (the 8 symmetries of a square),
+    then stain jitter; all random draws come from one generator seeded with `seed`, in a fixed order.
+    """
+    count = len(labels)
+    positions = tf.data.Dataset.range(count)
     if training:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-    if training and (flips or color_jitter > 0):
-        generator = tf.random.Generator.from_seed(seed)
-        dataset = dataset.map(lambda x, y: (augment_batch(x, generator, flips, color_jitter), y))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        positions = positions.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    label_values = tf.constant(np.asarray(labels, dtype=np.int64))
+    patch_shape = tuple(int(side) for side in patches.shape[1:])
+    flips, color_jitter = flips and training, color_jitter if training else 0.0
+    generator = tf.random.Generator.from_seed(seed) if flips or color_jitter > 0 else None
+
+    def read(rows: np.ndarray, turns: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+        images = np.asarray(patches[rows])
+        return turn_and_mirror(images, turns, mirror) if flips else images
+
+    def batch_of(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        size = tf.shape(rows)[0]
+        turns, mirror = tf.zeros([size], tf.int32), tf.zeros([size], tf.bool)
+        if flips:
+            turns = generator.uniform([size], 0, 4, dtype=tf.int32)
+            mirror = generator.uniform([size]) < 0.5
+        images = tf.numpy_function(read, [rows, turns, mirror], tf.uint8, stateful=False)
+        images.set_shape((None, *patch_shape))
+        images = stain_jitter(images, generator, color_jitter) if color_jitter > 0 else tf.cast(images, tf.float32)
+        return images, tf.gather(label_values, rows)
+
+    return positions.batch(batch_size).map(batch_of).prefetch(tf.data.AUTOTUNE)
 
 
 def class_weight_map(labels: np.ndarray, num_classes: int, mode: ClassWeights) -> dict[int, float] | None:
@@ -115,9 +150,10 @@ def fit_model(
     return FitResult(model=model, history=record, epochs_run=epochs_run, best_epoch=best_epoch)
 
 
-def predict_probabilities(model: keras.Model, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def predict_probabilities(model: keras.Model, patches: PatchArray | np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Class probabilities for uint8 patches, batch by batch."""
     if len(patches) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices(patches).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    unlabelled = np.zeros(len(patches), dtype=np.int64)
+    dataset = make_dataset(patches, unlabelled, batch_size, seed=0, training=False).map(lambda x, y: x)
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float32)

@@ -34,13 +34,17 @@ INPUT = [
     "patches",
     "arrays_epoch_seconds",
     "files_epoch_seconds",
+    "compute_epoch_seconds",
     "arrays_patches_per_second",
     "files_patches_per_second",
     "epoch_speedup",
+    "epoch_speedup_ceiling",
     "step_with_input_ms",
     "step_without_input_ms",
+    "files_step_ms",
     "step_overhead",
     "arrays_input_only_patches_per_second",
+    "arrays_flips_input_only_patches_per_second",
     "files_input_only_patches_per_second",
     "input_only_speedup",
     "peak_rss_mb",
@@ -63,6 +67,7 @@ def test_quick_benchmarks_print_and_record_every_figure(tmp_path: Path) -> None:
     recorded = json.loads(out.read_text())
     assert recorded["machine"]["cpu_count"] >= 1
     assert recorded["machine"]["mode"] == "quick"
+    assert set(recorded["runs"]) == {"tiling", "input", "scale", "e2e"}
     for key in ("python", "tensorflow", "keras", "date"):
         assert recorded["machine"][key], key
     printed = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}

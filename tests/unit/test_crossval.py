@@ -9,7 +9,7 @@ import pytest
 from pathcnn.evaluation import evaluate_probabilities
 from pathcnn.patchsets import PatchSet
 from pathcnn.stages.control import leak_suspected, permuted_sets
-from pathcnn.stages.crossval import crossvalidate, folds_or_reason, subset
+from pathcnn.stages.crossval import crossvalidate, folds_or_reason
 
 CLASSES = ("A", "B")
 
@@ -29,7 +29,7 @@ def test_every_fold_holds_out_whole_images_and_each_patch_is_tested_once() -> No
     seen: dict[str, dict[str, set[str]]] = {}
 
     def stub_cnn(fold, masks):  # noqa: ANN001, ANN202 - the FoldTrainer signature
-        sets = {part: subset(full, mask) for part, mask in masks.items()}
+        sets = {part: full.subset(mask) for part, mask in masks.items()}
         seen[fold.name] = {part: set(s.frame["image_id"]) for part, s in sets.items()}
         probabilities = {part: np.tile([0.5, 0.5], (len(s), 1)) for part, s in sets.items()}
         return evaluate_probabilities(probabilities, sets, CLASSES), {}
@@ -58,7 +58,7 @@ def test_a_class_with_one_image_cannot_be_cross_validated() -> None:
 def test_permutation_shuffles_train_and_validation_labels_only() -> None:
     full = synthetic({"A1": 20, "B1": 20})
     mixed = np.arange(40) % 4 == 0  # both classes
-    sets = {"train": full, "val": subset(full, mixed), "test": subset(full, ~mixed)}
+    sets = {"train": full, "val": full.subset(mixed), "test": full.subset(~mixed)}
     permuted = permuted_sets(sets, seed=5)
     assert np.bincount(permuted["train"].labels).tolist() == np.bincount(full.labels).tolist()
     assert (permuted["train"].labels != full.labels).any()

@@ -42,11 +42,6 @@ def model_rows(manifest: pd.DataFrame, class_names: tuple[str, ...]) -> pd.DataF
     return manifest[manifest["kept"] & manifest["label"].isin(class_names)].reset_index(drop=True)
 
 
-def subset(full: PatchSet, mask: np.ndarray) -> PatchSet:
-    """The patches of a PatchSet where mask is true."""
-    return PatchSet(full.patches[mask], full.labels[mask], full.frame[mask].reset_index(drop=True))
-
-
 def folds_or_reason(rows: pd.DataFrame, class_names: tuple[str, ...]) -> tuple[list[Fold], str | None]:
     """The folds, or no folds and the one-line reason cross-validation is not possible."""
     missing = [name for name in class_names if not (rows["label"] == name).any()]
@@ -99,7 +94,7 @@ def crossvalidate(
     for fold in folds:
         assignment = fold_split(labels, image_ids, fold, val_fraction, seed)
         masks = {part: assignment == part for part in ("train", "val", "test")}
-        sets = {part: subset(full, mask) for part, mask in masks.items()}
+        sets = {part: full.subset(mask) for part, mask in masks.items()}
         feature_evaluation = fit_and_evaluate(
             {part: features[mask] for part, mask in masks.items()}, sets, class_names, seed
         )
@@ -147,7 +142,7 @@ def run(
         tracking.log_params({"train": train.model_dump(), "max_epochs": params.crossval.max_epochs})
 
         def train_cnn(fold: Fold, masks: dict[str, np.ndarray]) -> tuple[Evaluation, dict[str, Any]]:
-            raw_sets = {part: subset(full, mask) for part, mask in masks.items()}
+            raw_sets = {part: full.subset(mask) for part, mask in masks.items()}
             fold_tags = {**tags, "fold": fold.name, "test_images": ",".join(fold.test_images)}
             with tracking.tracked_run(
                 experiment, f"crossval-{model_name}-{fold.name}", "crossval-fold", fold_tags, parent.info.run_id
