@@ -80,6 +80,9 @@ def tiling_figures(settings: Settings, work: Path, seed_dir: Path, params_path: 
         "tiling.tile", {"image": str(image), "out_dir": str(work / "tiles"), "params_path": str(params_path)}
     )
     ratio = full["seconds"] / decode["seconds"]
+    # The kept patches are about as many bytes as the decoded image; writing them costs what this disk costs.
+    write = fastest("tiling.bare_write", {"out_dir": str(work / "tiles"), "megabytes": full["kept_mb"]})
+    floor = decode["seconds"] + write["seconds"]
     memory = full["peak_rss_mb"] / decode["decoded_mb"]
     return [
         Figure("tiling.image_megapixels", megapixels, "MP", f"{width}x{height} px JPEG"),
@@ -94,6 +97,9 @@ def tiling_figures(settings: Settings, work: Path, seed_dir: Path, params_path: 
         Figure("tiling.megapixels_per_second", megapixels / full["seconds"], "MP/s"),
         Figure("tiling.kept_patches", full["kept"], "patches"),
         Figure("tiling.ratio_to_decode", ratio, "x", "<= 1.5", ratio <= 1.5),
+        Figure("tiling.kept_mb", full["kept_mb"], "MiB", "bytes of the .npy"),
+        Figure("tiling.bare_write_seconds", write["seconds"], "s", "one write() of as many bytes"),
+        Figure("tiling.ratio_to_decode_and_bare_write", full["seconds"] / floor, "x", "the tiler's own overhead"),
         Figure("tiling.import_rss_mb", full["import_rss_mb"], "MiB"),
         Figure("tiling.decode_peak_rss_mb", decode["peak_rss_mb"], "MiB"),
         Figure("tiling.peak_rss_mb", full["peak_rss_mb"], "MiB"),

@@ -73,3 +73,17 @@ def pillow_decode(image: str, max_pixels: int) -> dict[str, Any]:
             opened.load()
             pixels = np.asarray(opened)
     return {"seconds": times["decode"], "decoded_mb": pixels.nbytes / 2**20}
+
+
+def bare_write(out_dir: str, megabytes: float) -> dict[str, Any]:
+    """Write that many MiB of bytes to one new file in out_dir with a single call: the disk's floor for the .npy."""
+    import numpy as np
+
+    payload = np.ones(int(megabytes * 2**20), dtype=np.uint8)
+    target = Path(out_dir) / "bare-write.bin"
+    times: dict[str, float] = {}
+    with stopwatch(times, "write"):
+        with open(target, "wb") as handle:
+            handle.write(memoryview(payload))
+    target.unlink()
+    return {"seconds": times["write"]}

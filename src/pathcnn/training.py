@@ -151,9 +151,13 @@ def fit_model(
 
 
 def predict_probabilities(model: keras.Model, patches: PatchArray | np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Class probabilities for uint8 patches, batch by batch."""
-    if len(patches) == 0:
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    unlabelled = np.zeros(len(patches), dtype=np.int64)
-    dataset = make_dataset(patches, unlabelled, batch_size, seed=0, training=False).map(lambda x, y: x)
-    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float32)
+    """Class probabilities for uint8 patches, reading and predicting one batch at a time.
+
+    A plain loop, not tf.data: a `numpy_function` in a dataset keeps its Python closure (here the patches)
+    registered after the dataset is gone, so predicting band after band of a large image would keep every band.
+    """
+    result = np.zeros((len(patches), model.output_shape[-1]), dtype=np.float32)
+    for start in range(0, len(patches), batch_size):
+        batch = np.asarray(patches[start : start + batch_size], dtype=np.float32)
+        result[start : start + len(batch)] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    return result
