@@ -83,25 +83,24 @@ class PatchArray:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
-            return self.read(np.arange(len(self))[[key]])[0]
-        return self.read(np.arange(len(self))[key])
+            return self.subset([key]).read()[0]
+        return self.subset(key).read()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        everything = self.read(np.arange(len(self)))
+        everything = self.read()
         return everything if dtype is None else everything.astype(dtype)
 
     def subset(self, key: Any) -> PatchArray:
-        """The rows selected by a mask, positions or a slice, still on disk."""
+        """The rows selected by a mask, positions or a slice (NumPy's indexing rules), still on disk."""
         return PatchArray(self.layouts, self.file_of_row[key], self.row_in_file[key])
 
-    def read(self, positions: np.ndarray) -> np.ndarray:
-        """The rows at these positions, in this order, as one array."""
-        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        result = np.empty((len(positions), *self.shape[1:]), dtype=np.uint8)
-        if not len(positions):
+    def read(self) -> np.ndarray:
+        """Every row, in order, as one array."""
+        result = np.empty(self.shape, dtype=np.uint8)
+        if not len(self):
             return result
-        flat = result.reshape(len(positions), -1)
-        files, rows = self.file_of_row[positions], self.row_in_file[positions]
+        flat = result.reshape(len(self), -1)
+        files, rows = self.file_of_row, self.row_in_file
         for file_index in np.unique(files):
             layout = self.layouts[file_index]
             size = layout.row_bytes

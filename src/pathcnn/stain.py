@@ -50,7 +50,7 @@ def normalize_by_image(patches: np.ndarray, image_ids: np.ndarray, method: Stain
     if method is StainNormalization.none or len(patches) == 0:
         return patches
     image_ids = np.asarray(image_ids)
-    result = np.empty_like(patches)
+    result = np.empty(patches.shape, dtype=np.uint8)  # not empty_like: that would read a PatchArray whole
     for image_id in np.unique(image_ids):
         rows = image_ids == image_id
         result[rows] = reinhard(patches[rows])

@@ -89,7 +89,7 @@ def make_dataset(
     generator = tf.random.Generator.from_seed(seed) if flips or color_jitter > 0 else None
 
     def read(rows: np.ndarray, turns: np.ndarray, mirror: np.ndarray) -> np.ndarray:
-        images = np.asarray(patches[rows])
+        images = patches[rows]
         return turn_and_mirror(images, turns, mirror) if flips else images
 
     def batch_of(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
