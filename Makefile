@@ -9,7 +9,7 @@ PGDATA := $(abspath .postgres)
 PGPORT ?= 54329
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint ui dashboard postgres postgres-stop bench clean lock
+.PHONY: help venv repro test test-fast lint ui dashboard compare plots plots-diff postgres postgres-stop bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,19 @@ ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 against mlflow.db (HOST=0.0.0.0 to 
 dashboard: $(STAMP)  ## optuna-dashboard on 127.0.0.1:8080 against the study storage
 	$(BIN)/optuna-dashboard $${STORAGE:-$${PATHCNN_OPTUNA_STORAGE:-results/tune/optuna.journal}} --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
+compare: $(STAMP)  ## DVC experiments side by side: changed params and each model's headline numbers
+	$(BIN)/pathcnn compare
+
+# DVC's own page loads Vega from a CDN (blank offline); this template inlines it from vl-convert-python.
+dvc_plots/offline-template.html: $(STAMP) src/pathcnn/plotpage.py
+	$(BIN)/python -m pathcnn.plotpage $@
+
+plots: dvc_plots/offline-template.html  ## dvc plots show into dvc_plots/index.html (works offline)
+	$(BIN)/dvc plots show --html-template $< -o dvc_plots
+
+plots-diff: dvc_plots/offline-template.html  ## the same for dvc plots diff REVS="HEAD exp-name" (default: workspace vs HEAD)
+	$(BIN)/dvc plots diff $(REVS) --html-template $< -o dvc_plots
+
 postgres:  ## install (Debian) and start a local PostgreSQL for the distributed-study tests
 	bash .ci/postgres.sh start $(PGDATA) $(PGPORT)
 	@echo "export PATHCNN_TEST_POSTGRES_URL=postgresql+psycopg2://pathcnn@127.0.0.1:$(PGPORT)/pathcnn"
@@ -57,4 +70,5 @@ lock:  ## re-freeze requirements.lock from the current .venv
 
 clean:  ## remove generated outputs (never data/raw, never mlflow.db or the study storage)
 	rm -rf data/patches data/splits models results/train results/baseline results/control results/crossval \
-		results/tune/model* reports/figures reports/report.md reports/report.html predictions
+		results/tune/model* results/summary reports/figures reports/report.md reports/report.html predictions \
+		dvc_plots

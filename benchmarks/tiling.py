@@ -46,7 +46,7 @@ def tile(image: str, out_dir: str, params_path: str) -> dict[str, Any]:
             write_csv(out / "manifest.csv", manifest_rows(item))
         with stopwatch(times, "grid"):
             with atomic_path(out / f"{entry.image_id}.png") as grid_file:
-                draw_grid(pixels, item.tiles, settings.size, settings.stride).save(grid_file, format="PNG")
+                draw_grid(pixels, item.tiles, settings.patch_size, settings.stride).save(grid_file, format="PNG")
     return {
         "seconds": times["total"],
         "decode_and_tile_seconds": times["decode_and_tile"],

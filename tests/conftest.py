@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -47,7 +48,13 @@ def shrink_params(params: dict) -> dict:
     tune = params.get("tune")
     if tune is not None:
         tune.update(n_trials=2, max_epochs=1)
-        tune["space"] = {"dropout": {"low": 0.0, "high": 0.5}, "filters": {"choices": [4, 8]}}
+        space = {"dropout": {"low": 0.0, "high": 0.5, "start": 0.3}, "filters": {"choices": [4, 8], "start": 4}}
+        # Fields `tuned` in params.yaml but not searched here are fixed at their start value.
+        for name, value in params["train"].items():
+            if value == "tuned" and name not in space:
+                params["train"][name] = tune["space"][name]["start"]
+        params["train"].update(dropout="tuned", filters="tuned")
+        tune["space"] = space
     for section in ("crossval", "control"):
         if section in params:
             params[section]["max_epochs"] = 1
@@ -147,3 +154,22 @@ def run_command(command: list[str], cwd: Path, check: bool = True, timeout: floa
 def small_patches(count: int = 8, size: int = 100, seed: int = 0) -> np.ndarray:
     """Random uint8 patches for unit tests that only need shapes."""
     return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def leaf_paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    """Every key path of a nested mapping down to its leaf values (list items by index when they nest)."""
+    if isinstance(node, dict) and node:
+        return [path for key, value in node.items() for path in leaf_paths(value, (*prefix, key))]
+    if isinstance(node, list) and any(isinstance(item, (dict, list)) for item in node):
+        return [path for index, item in enumerate(node) for path in leaf_paths(item, (*prefix, index))]
+    return [prefix]
+
+
+def with_value(raw: dict, path: tuple, value: object) -> dict:
+    """A deep copy of a nested mapping with the leaf at path replaced."""
+    changed = copy.deepcopy(raw)
+    parent = changed
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+    return changed

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import keras
 
 
 def remove_leftovers(target: Path) -> None:
@@ -83,6 +88,54 @@ def save_array(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as temporary:
         with temporary.open("wb") as handle:
             np.save(handle, array)
+
+
+def save_keras_model(model: keras.Model, path: Path) -> None:
+    """Save `model` as a .keras file atomically, with bytes that depend on the model, not on when or where it was saved.
+
+    Measured with Keras 3.15, saving the same weights: saves seconds apart differed in metadata.json (`date_saved`)
+    and in the zip date_time of model.weights.h5; saves from two processes differed in config.json, where Keras
+    marks objects shared between layers (dtype policy, regularizer) with `shared_object_id` = `id(obj)`, a memory
+    address. Keras writes the weights in memory, or through a temporary file when they exceed half the memory
+    psutil reports available, and the two routes gave different HDF5 bytes. So the archive is rewritten: entries
+    sorted, each dated 1980-01-01 00:00:00 (the zip epoch), mode 0600, stored uncompressed as Keras stores them;
+    `date_saved` set to that epoch (a placeholder, kept because `keras.saving.KerasFileEditor` reads the key);
+    shared object ids renumbered 1, 2, ... in order of appearance; the weights copied object by object
+    (h5py `Group.copy`) into a fresh HDF5 file, which gave the same bytes from either route.
+    """
+    import h5py  # imported here so that stages which never save a model do not load it
+
+    epoch = (1980, 1, 1, 0, 0, 0)
+    with atomic_path(path) as temporary:
+        model.save(temporary)  # the temporary name ends in .keras, as Keras requires
+        with zipfile.ZipFile(temporary) as archive:
+            entries = {info.filename: archive.read(info) for info in archive.infolist()}
+        metadata = json.loads(entries["metadata.json"])
+        if "date_saved" in metadata:
+            metadata["date_saved"] = "1980-01-01@00:00:00"
+        entries["metadata.json"] = json.dumps(metadata).encode()
+        shared_ids: dict[int, int] = {}
+
+        def renumber_shared(node: dict[str, Any]) -> dict[str, Any]:
+            if "shared_object_id" in node:
+                node["shared_object_id"] = shared_ids.setdefault(node["shared_object_id"], len(shared_ids) + 1)
+            return node
+
+        config = json.loads(entries["config.json"], object_hook=renumber_shared)
+        entries["config.json"] = json.dumps(config).encode()
+        weights = io.BytesIO()
+        with h5py.File(io.BytesIO(entries["model.weights.h5"]), "r") as source, h5py.File(weights, "w") as copy:
+            for key in sorted(source.attrs):
+                copy.attrs[key] = source.attrs[key]
+            for name in sorted(source):
+                source.copy(source[name], copy, name=name)
+        entries["model.weights.h5"] = weights.getvalue()
+        with zipfile.ZipFile(temporary, "w") as archive:
+            for name in sorted(entries):
+                info = zipfile.ZipInfo(name, date_time=epoch)
+                info.create_system = 3  # Unix; zipfile would write 0 on Windows
+                info.external_attr = 0o600 << 16
+                archive.writestr(info, entries[name], compress_type=zipfile.ZIP_STORED)
 
 
 def _plain(value: Any) -> Any:

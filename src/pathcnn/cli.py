@@ -22,11 +22,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crossval": ("pathcnn.stages.crossval", "leave-one-image-out cross-validation"),
     "report": ("pathcnn.stages.report", "write reports/report.md and report.html"),
     "summary": ("pathcnn.stages.summary", "print a table of every model's metrics"),
+    "compare": ("pathcnn.experiments", "DVC experiments side by side: changed params, headline metrics"),
     "predict": ("pathcnn.predict", "classify new images, write CSVs and heatmaps"),
 }
 
 # Every pipeline stage closes MLflow runs abandoned by hard-killed processes before it starts.
-STAGES_THAT_TRACK = frozenset(COMMANDS) - {"summary", "predict"}
+STAGES_THAT_TRACK = frozenset(COMMANDS) - {"summary", "compare", "predict"}
 
 
 def quiet_libraries() -> None:
@@ -39,23 +40,30 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with a subparser per available command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command listed, the chosen one's module imported for its arguments.
+
+    Only `command`'s module is imported (all of them when None), so running a stage loads that stage's code
+    and nothing else: its dvc.yaml deps are its own import closure (tests/unit/test_dvc_deps.py).
+    """
     parser = argparse.ArgumentParser(prog="pathcnn", description="Tracked, honest CNN experiments on H&E patches.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:
-                continue
-            raise
-        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--debug", action="store_true", help="show full tracebacks")
+        if command is not None and name != command:
+            continue
+        module = importlib.import_module(module_name)
+        sub.description = (module.__doc__ or help_text).strip()
         module.add_arguments(sub)
         sub.set_defaults(handler=module.main)
     return parser
+
+
+def chosen_command(arguments: list[str]) -> str | None:
+    """The subcommand named on the command line (the first known command word), or None."""
+    return next((word for word in arguments if word in COMMANDS), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     debug = "--debug" in arguments
     try:
-        args = build_parser().parse_args(arguments)
+        args = build_parser(chosen_command(arguments)).parse_args(arguments)
         if args.command in STAGES_THAT_TRACK:
             from pathcnn.tracking import close_abandoned_runs
 

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pathcnn.metrics import classification_metrics, confusion, finite_or_none, image_level, prediction_frame
+from pathcnn.metrics import (
+    chance_upper_bound,
+    classification_metrics,
+    confusion,
+    finite_or_none,
+    fit_status,
+    image_level,
+    prediction_frame,
+)
 from pathcnn.patchsets import PatchSet
 from pathcnn.stats import majority_rate
 
@@ -35,6 +43,10 @@ def evaluate_probabilities(
         if part == "test":
             metrics["test_balanced_accuracy"] = scores["balanced_accuracy"]
             metrics["test_roc_auc"] = finite_or_none(scores["roc_auc"])
+    if "train_accuracy" in metrics:
+        # Inference-mode accuracy on the training patches within chance: the model did not fit.
+        metrics["fit"] = fit_status(metrics["train_accuracy"], sets["train"].labels)
+        metrics["fit_chance_upper"] = chance_upper_bound(sets["train"].labels)
     test = sets["test"]
     majority_index, baseline = majority_rate(sets["train"].labels, test.labels)
     metrics["baseline_accuracy"] = baseline

@@ -60,6 +60,33 @@ def image_level(predictions: pd.DataFrame, class_names: tuple[str, ...]) -> pd.D
     return grouped
 
 
+FIT_CONFIDENCE = 0.95
+
+
+def chance_upper_bound(labels: np.ndarray, confidence: float = FIT_CONFIDENCE) -> float:
+    """The highest accuracy on these labels that a model without signal reaches by luck.
+
+    The upper end of the central `confidence` range of the binomial around the majority share: a model that
+    always answers the majority class, or guesses in those proportions, stays at or below it.
+    """
+    from scipy.stats import binom
+
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return math.nan
+    majority = np.bincount(labels).max() / len(labels)
+    return float(binom.ppf(1.0 - (1.0 - confidence) / 2.0, len(labels), majority) / len(labels))
+
+
+def fit_status(train_accuracy: float, train_labels: np.ndarray) -> str:
+    """'failed' when inference-mode accuracy on the model's own training patches lies within chance, else 'ok'.
+
+    A model that did not fit its training data tells nothing about memorisation or generalisation.
+    """
+    bound = chance_upper_bound(train_labels)
+    return "failed" if math.isfinite(bound) and train_accuracy <= bound else "ok"
+
+
 def finite_or_none(value: float) -> float | None:
     """JSON has no NaN: undefined metrics are written as null."""
     return None if value is None or not math.isfinite(value) else value

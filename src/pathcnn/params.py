@@ -18,6 +18,10 @@ from pathcnn.errors import ParamsError
 
 CLASS_NAME = re.compile(r"^[A-Za-z]+$")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Keys DVC's run cache leaves out of its hash at any depth (dvc/stage/cache.py: _get_cache_hash): a param
+# named so could change and `dvc repro` would still restore the old outputs. tests/unit/test_params.py
+# checks this against DVC itself.
+DVC_RUN_CACHE_IGNORED = frozenset({"size", "nfiles"})
 
 
 class Section(BaseModel):
@@ -38,8 +42,9 @@ class BaseParams(Section):
 class PatchesParams(Section):
     """How images are cut into patches."""
 
-    size: int = Field(100, gt=0, description="Patch side in pixels.")
-    stride: int = Field(100, gt=0, description="Step between patches; equal to size for no overlap.")
+    # Not `size`: DVC's run cache drops every key named size or nfiles from its hash (DVC_RUN_CACHE_IGNORED).
+    patch_size: int = Field(100, gt=0, description="Patch side in pixels.")
+    stride: int = Field(100, gt=0, description="Step between patches; equal to patch_size for no overlap.")
     min_tissue_fraction: float = Field(
         0.5, ge=0.0, le=1.0, description="Patches with less tissue than this are dropped."
     )
@@ -134,13 +139,20 @@ class TrainParams(Section):
     )
 
 
+START_DESCRIPTION = (
+    "The value used when the field is not tuned (train.use_tuned: false) and the study's first trial, "
+    "so the search has to beat it. Required for a train field set to `tuned`."
+)
+
+
 class FloatRange(Section):
     """A float search range."""
 
     low: float
     high: float
     log: bool = False
-    zero: bool = Field(False, description="Also allow exactly 0 (log ranges: values below low become 0).")
+    zero: bool = Field(False, description="Also allow exactly 0 (searched as a yes/no choice, then the range).")
+    start: float | None = Field(None, description=START_DESCRIPTION)
 
     @model_validator(mode="after")
     def _check_range(self) -> FloatRange:
@@ -150,6 +162,8 @@ class FloatRange(Section):
             raise ValueError(f"empty range: low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError("a log range needs low > 0 (use zero: true to also allow 0)")
+        if self.start is not None and not (self.low <= self.start <= self.high or (self.zero and self.start == 0)):
+            raise ValueError(f"start {self.start} lies outside [{self.low}, {self.high}]")
         return self
 
 
@@ -159,6 +173,7 @@ class IntRange(Section):
     low: int
     high: int
     log: bool = False
+    start: int | None = Field(None, description=START_DESCRIPTION)
 
     @model_validator(mode="after")
     def _check_range(self) -> IntRange:
@@ -166,6 +181,8 @@ class IntRange(Section):
             raise ValueError(f"empty range: low ({self.low}) must not exceed high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError("a log range needs low > 0")
+        if self.start is not None and not self.low <= self.start <= self.high:
+            raise ValueError(f"start {self.start} lies outside [{self.low}, {self.high}]")
         return self
 
 
@@ -173,6 +190,7 @@ class Choices(Section):
     """A categorical search dimension."""
 
     choices: tuple[bool | int | float | str, ...]
+    start: bool | int | float | str | None = Field(None, description=START_DESCRIPTION)
 
     @field_validator("choices")
     @classmethod
@@ -180,6 +198,14 @@ class Choices(Section):
         if not value:
             raise ValueError("choices must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _check_start(self) -> Choices:
+        if self.start is not None and not any(
+            self.start == choice and type(self.start) is type(choice) for choice in self.choices
+        ):
+            raise ValueError(f"start {self.start!r} is not one of the choices {list(self.choices)}")
+        return self
 
 
 DIMENSION_TAGS = frozenset({"choices", "int", "float"})
@@ -253,6 +279,8 @@ class TuneParams(Section):
                 values = list(dimension.choices)
             else:
                 values = [dimension.low, dimension.high]
+            if dimension.start is not None:
+                values.append(dimension.start)
             for candidate in values:
                 try:
                     TrainParams(**{name: candidate})
@@ -290,9 +318,21 @@ class ReportParams(Section):
     )
 
 
-class Params(Section):
-    """All of params.yaml."""
+TUNED = "tuned"  # a train field with this value takes the study's best value (see Params.tuned_fields)
 
+
+class Params(Section):
+    """All of params.yaml.
+
+    A train field set to `tuned` is searched by the tune stage over tune.space.<field>; `train` then holds
+    the dimension's `start` value, and `tuned_fields` names the field. A train field set to a value is fixed
+    at that value and not searched, even when tune.space has a range for it, so `dvc exp run -S
+    train.dropout=0.5` fits with 0.5 and the study (whose name hashes the fixed values) is a new one.
+    """
+
+    tuned_fields: tuple[str, ...] = Field(
+        (), description="Derived from train: the fields set to `tuned` (not a params.yaml key)."
+    )
     base: BaseParams = BaseParams()
     patches: PatchesParams = PatchesParams()
     split: SplitParams = SplitParams()
@@ -303,6 +343,32 @@ class Params(Section):
     control: ControlParams = ControlParams()
     report: ReportParams = ReportParams()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_tuned(cls, raw: Any) -> Any:
+        """Replace each `tuned` train field by its search dimension's start and record it in tuned_fields."""
+        if not isinstance(raw, dict):
+            return raw
+        if "tuned_fields" in raw:
+            raise ValueError("tuned_fields: not a params.yaml key; set a train field to `tuned` instead")
+        train, tune = raw.get("train"), raw.get("tune")
+        if not isinstance(train, dict):
+            return raw
+        space = tune.get("space") if isinstance(tune, dict) else None
+        space = space if isinstance(space, dict) else {}
+        tuned = [name for name, value in train.items() if value == TUNED]
+        resolved = dict(train)
+        for name in tuned:
+            dimension = space.get(name)
+            if not isinstance(dimension, dict):
+                raise ValueError(
+                    f"train.{name}: `tuned` needs a search range tune.space.{name} (or set a value to fix it)"
+                )
+            # A missing start is reported after the search space itself is validated (_check_tuned_starts).
+            start = dimension.get("start")
+            resolved[name] = TrainParams.model_fields[name].default if start is None else start
+        return {**raw, "train": resolved, "tuned_fields": tuple(tuned)}
+
     @field_validator("models")
     @classmethod
     def _check_models(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
@@ -311,27 +377,48 @@ class Params(Section):
         for name in value:
             if not MODEL_NAME.match(name):
                 raise ValueError(f"model name {name!r} must start with a letter and use letters, digits, _ or -")
+            if name in DVC_RUN_CACHE_IGNORED:
+                raise ValueError(f"model name {name!r} is ignored by DVC's run cache; choose another name")
         return value
 
     @model_validator(mode="after")
+    def _check_tuned_starts(self) -> Params:
+        for name in self.tuned_fields:
+            if self.tune.space[name].start is None:
+                raise ValueError(
+                    f"tune.space.{name}.start: missing; train.{name} is `tuned`, so give the value used "
+                    "untuned and tried first"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_patch_geometry(self) -> Params:
-        if self.patches.stride > self.patches.size:
-            raise ValueError("patches.stride must not exceed patches.size (patches would skip pixels)")
-        smallest = self.patches.size >> self.train.conv_blocks
+        if self.patches.stride > self.patches.patch_size:
+            raise ValueError("patches.stride must not exceed patches.patch_size (patches would skip pixels)")
+        smallest = self.patches.patch_size >> self.train.conv_blocks
         if smallest < 1:
             raise ValueError(
                 f"train.conv_blocks: {self.train.conv_blocks} pooling blocks shrink a "
-                f"{self.patches.size}px patch below 1 pixel"
+                f"{self.patches.patch_size}px patch below 1 pixel"
             )
-        conv_space = self.tune.space.get("conv_blocks")
+        conv_space = self.search().space.get("conv_blocks")
         if conv_space is not None:
             highest = max(conv_space.choices) if isinstance(conv_space, Choices) else conv_space.high
-            if self.patches.size >> int(highest) < 1:
+            if self.patches.patch_size >> int(highest) < 1:
                 raise ValueError(
                     f"tune.space.conv_blocks: {highest} pooling blocks shrink a "
-                    f"{self.patches.size}px patch below 1 pixel"
+                    f"{self.patches.patch_size}px patch below 1 pixel"
                 )
         return self
+
+    def search(self) -> TuneParams:
+        """tune with its space cut to the tuned fields: what the study searches.
+
+        Fields of tune.space whose train value is fixed are not searched; their fixed value is part of the
+        study's identity, like every other train value.
+        """
+        space = {name: dimension for name, dimension in self.tune.space.items() if name in self.tuned_fields}
+        return self.tune.model_copy(update={"space": space})
 
     def model(self, name: str) -> ModelSpec:
         """The spec of one model, or a ParamsError naming the known ones."""
@@ -366,7 +453,8 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         shown = (
             "" if first["type"] in {"missing", "extra_forbidden"} or isinstance(given, dict) else f" (got {given!r})"
         )
-        raise ParamsError(f"{source}: {key}: {message}{shown}") from None
+        where = "" if key == "(top level)" and "." in message.split(":")[0] else f"{key}: "  # message names it
+        raise ParamsError(f"{source}: {where}{message}{shown}") from None
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

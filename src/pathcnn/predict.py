@@ -26,7 +26,8 @@ from pathcnn.tiling import Tiles, grid_shape, tile_image
 NOT_CLASSIFIED = "not classified"
 NO_TISSUE = "no tissue"
 FEW_PATCHES = 5  # fewer tissue patches than this: the call rests on too little tissue to trust
-_RUN_PATCH_KEYS = ("size", "stride", "min_tissue_fraction", "tissue_min_saturation")
+_RUN_PATCH_KEYS = ("patch_size", "stride", "min_tissue_fraction", "tissue_min_saturation")
+_RENAMED_RUN_PATCH_KEYS = {"size": "patch_size"}  # logged as patches.size by runs before the rename
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def tile_bands(image: np.ndarray, settings: PatchesParams, rows_per_band: int) -
 
     Each band is cut from pixel row first_row * stride, so its grid is exactly the whole image's grid.
     """
-    size, stride = settings.size, settings.stride
+    size, stride = settings.patch_size, settings.stride
     grid_rows, _ = grid_shape(image.shape[0], image.shape[1], size, stride)
     for first in range(0, grid_rows, rows_per_band):
         last = min(first + rows_per_band, grid_rows)
@@ -76,7 +77,7 @@ def predict_patches(image: np.ndarray, predictor: Predictor, batch_size: int, la
     from pathcnn.training import predict_probabilities
 
     settings = predictor.patches
-    grid_rows, grid_cols = grid_shape(image.shape[0], image.shape[1], settings.size, settings.stride)
+    grid_rows, grid_cols = grid_shape(image.shape[0], image.shape[1], settings.patch_size, settings.stride)
     rows_per_band = band_height(grid_cols, batch_size)
     parts: dict[str, list[np.ndarray]] = {key: [] for key in ("rows", "cols", "tissue", "kept", "probs", "colour")}
     normalize = _stain_normalizer(image, predictor, rows_per_band)
@@ -197,7 +198,7 @@ def write_heatmap(
         predictions.probabilities.argmax(axis=1),
         predictions.probabilities.max(axis=1),
         len(predictor.class_names),
-        settings.size,
+        settings.patch_size,
         settings.stride,
         scale,
     )
@@ -232,7 +233,7 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
         "height": height,
         "model": predictor.source,
         "classes": list(predictor.class_names),
-        "patch_size": predictor.patches.size,
+        "patch_size": predictor.patches.patch_size,
         "patch_stride": predictor.patches.stride,
         **image_call(predictions, predictor.class_names, predictor.reference),
         "appearance_checked": predictor.reference is not None,
@@ -296,6 +297,9 @@ def load_registry_predictor(model_uri: str, params_path: Path) -> Predictor:
     class_names = tuple(run.params["classes"].split(","))
     base = load_params(params_path).patches if params_path.is_file() else PatchesParams()
     logged = {key: run.params[f"patches.{key}"] for key in _RUN_PATCH_KEYS if f"patches.{key}" in run.params}
+    for old, new in _RENAMED_RUN_PATCH_KEYS.items():
+        if f"patches.{old}" in run.params:
+            logged.setdefault(new, run.params[f"patches.{old}"])
     try:
         settings = PatchesParams.model_validate({**base.model_dump(), **logged})
     except ValueError as error:

@@ -140,3 +140,8 @@ def majority_rate(train_labels: np.ndarray, test_labels: np.ndarray) -> tuple[in
     if test_labels.size == 0:
         return majority_label, 0.0
     return majority_label, float(np.mean(test_labels == majority_label))
+
+
+def chance_rate(baseline_accuracy: float, class_count: int) -> float:
+    """What a model without signal is expected to score: the majority rate or 1/K, whichever is higher."""
+    return max(baseline_accuracy, 1.0 / class_count)

@@ -34,7 +34,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TPE_STARTUP_TRIALS = 4
 # Median pruning: never prune during the first trials or epochs, when there is nothing fair to compare with.
 MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS = 2, 2
-ZERO_SHARE_OF_LOG_RANGE = 10.0  # zero: true on a log range adds one decade below low whose samples mean 0
+ZERO_SUFFIX = "_zero"  # zero: true on a range is searched as a yes/no parameter <name>_zero, then the range
 
 
 def storage_url(tune: TuneParams, journal_file: Path) -> str:
@@ -79,9 +79,10 @@ def file_digest(path: Path) -> str:
 
 
 def study_name(model: str, tune: TuneParams, train: TrainParams, seed: int, split_digest: str) -> str:
-    """<model>-<hash of everything that changes what trials run>; n_trials, workers and storage are left out.
+    """<model>-<objective>-<hash of everything that changes what trials run>; n_trials, workers, storage left out.
 
-    So `dvc exp run -S tune.n_trials=100` continues the same study while a new space starts a new one.
+    `tune` is the searched part (Params.search()): a train field fixed by a value is hashed with the other
+    train values, so fixing it starts a new study. `dvc exp run -S tune.n_trials=100` continues the same study.
     """
     search = {
         "space": {name: dimension.model_dump(mode="json") for name, dimension in sorted(tune.space.items())},
@@ -95,7 +96,7 @@ def study_name(model: str, tune: TuneParams, train: TrainParams, seed: int, spli
         "split": split_digest,
     }
     digest = hashlib.sha256(json.dumps(search, sort_keys=True).encode()).hexdigest()
-    return f"{model}-{digest[:10]}"
+    return f"{model}-{tune.objective.value}-{digest[:10]}"
 
 
 def direction(objective: Objective) -> str:
@@ -134,9 +135,18 @@ def make_pruner(kind: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def open_study(
-    name: str, storage: optuna.storages.BaseStorage, tune: TuneParams, seed: int, worker_index: int = 0
+    name: str,
+    storage: optuna.storages.BaseStorage,
+    tune: TuneParams,
+    seed: int,
+    worker_index: int = 0,
+    description: Mapping[str, str] | None = None,
 ) -> optuna.Study:
-    """Create the study or load it (load_if_exists), with this worker's sampler."""
+    """Create the study or load it (load_if_exists), with this worker's sampler.
+
+    The objective's name is the study's metric name, so optuna-dashboard labels its axis with it; description
+    (model, classes, objective) becomes user attributes, shown in the dashboard's study list.
+    """
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -144,6 +154,13 @@ def open_study(
         pruner=make_pruner(tune.pruner, tune.max_epochs),
         load_if_exists=True,
     )
+    if study.metric_names != [tune.objective.value]:
+        with warnings.catch_warnings():  # marked experimental; it is what names the dashboard's axis
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([tune.objective.value])
+    for key, value in (description or {}).items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
     study.sampler = make_sampler(tune.sampler, sampler_seed(seed, worker_index, len(study.get_trials(deepcopy=False))))
     return study
 
@@ -151,7 +168,8 @@ def open_study(
 def enqueue_defaults(study: optuna.Study, tune: TuneParams, train: TrainParams) -> None:
     """Make params.train's own values the study's first trial, so the best found is never worse than them.
 
-    Only on a study with no trials yet; a value of 0 in a zero-allowing range is encoded below `low`.
+    `tune` is the searched part (Params.search()), `train` holds each searched field's start value. Only on a
+    study with no trials yet.
     """
     if study.get_trials(deepcopy=False):
         return
@@ -159,32 +177,31 @@ def enqueue_defaults(study: optuna.Study, tune: TuneParams, train: TrainParams) 
     raw: dict[str, Any] = {}
     for name, dimension in tune.space.items():
         value = defaults[name]
-        if isinstance(dimension, FloatRange) and dimension.zero and value == 0:
-            value = (extended_low(dimension) + dimension.low) / 2
-        in_space = (
-            value in dimension.choices
-            if isinstance(dimension, Choices)
-            else extended_low(dimension) <= value <= dimension.high
-            if isinstance(dimension, FloatRange)
-            else dimension.low <= value <= dimension.high
-        )
+        if isinstance(dimension, FloatRange) and dimension.zero:
+            raw[zero_name(name)] = value == 0
+            if value == 0:
+                continue
+        if isinstance(dimension, Choices):
+            in_space = value in dimension.choices
+        else:
+            in_space = dimension.low <= value <= dimension.high
         if not in_space:
             return  # params.train lies outside the searched space: nothing sensible to enqueue
         raw[name] = value
-    study.enqueue_trial(raw, user_attrs={"source": "params.train"}, skip_if_exists=True)
+    study.enqueue_trial(raw, user_attrs={"source": "tune.space start values"}, skip_if_exists=True)
 
 
-def extended_low(dimension: FloatRange) -> float:
-    """The low end actually sampled: below `low` when `zero` is on; samples under `low` mean exactly 0."""
-    if not dimension.zero:
-        return dimension.low
-    if dimension.log:
-        return dimension.low / ZERO_SHARE_OF_LOG_RANGE
-    return dimension.low - (dimension.high - dimension.low) / ZERO_SHARE_OF_LOG_RANGE
+def zero_name(name: str) -> str:
+    """The yes/no parameter that switches a zero-allowing range's field to exactly 0."""
+    return f"{name}{ZERO_SUFFIX}"
 
 
 def suggest_raw(trial: optuna.Trial, space: Mapping[str, Choices | IntRange | FloatRange]) -> dict[str, Any]:
-    """Ask the trial for one value per search dimension (raw: before zero mapping)."""
+    """Ask the trial for its parameters, as Optuna records them.
+
+    A zero-allowing range is a conditional parameter: first <name>_zero (yes/no), then the range only when no,
+    so the dashboard shows the value used (0 as <name>_zero true, with no sampled value beside it).
+    """
     raw: dict[str, Any] = {}
     for name, dimension in space.items():
         if isinstance(dimension, Choices):
@@ -192,18 +209,22 @@ def suggest_raw(trial: optuna.Trial, space: Mapping[str, Choices | IntRange | Fl
         elif isinstance(dimension, IntRange):
             raw[name] = trial.suggest_int(name, dimension.low, dimension.high, log=dimension.log)
         else:
-            raw[name] = trial.suggest_float(name, extended_low(dimension), dimension.high, log=dimension.log)
+            if dimension.zero:
+                raw[zero_name(name)] = trial.suggest_categorical(zero_name(name), [False, True])
+                if raw[zero_name(name)]:
+                    continue
+            raw[name] = trial.suggest_float(name, dimension.low, dimension.high, log=dimension.log)
     return raw
 
 
 def decode(space: Mapping[str, Choices | IntRange | FloatRange], raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Train field values of raw trial params: samples below a zero-allowing range's low become 0."""
+    """Train field values of a trial's recorded parameters: <name>_zero true means the field is exactly 0."""
     values = {}
-    for name, value in raw.items():
-        dimension = space.get(name)
-        if isinstance(dimension, FloatRange) and dimension.zero and value < dimension.low:
-            value = 0.0
-        values[name] = value
+    for name, dimension in space.items():
+        if isinstance(dimension, FloatRange) and dimension.zero and raw.get(zero_name(name)):
+            values[name] = 0.0
+        elif name in raw:
+            values[name] = raw[name]
     return values
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,10 +16,14 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 
+from pathcnn.artifacts import read_json
 from pathcnn.metrics import finite_or_none
 from pathcnn.processes import process_alive
 
 DEFAULT_STORE = "mlflow.db"
+# Per-epoch curves are logged under this prefix, so a run's headline metrics (the values in the stage's
+# metrics.json) are never shadowed: MLflow's UI and search_runs show a metric's latest step.
+EPOCH_PREFIX = "epoch/"
 HOST_TAG, PID_TAG = "pathcnn.host", "pathcnn.pid"
 
 
@@ -185,19 +190,56 @@ def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) ->
         mlflow.log_metrics(clean, step=step)
 
 
+def flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a nested mapping under dotted names, as `dvc metrics show` names them.
+
+    Booleans become 1.0/0.0; strings, None and non-finite numbers are left out (MLflow metrics are numbers).
+    """
+    flat: dict[str, float] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_numbers(value, f"{name}."))
+        elif isinstance(value, (bool, int, float)) and finite_or_none(float(value)) is not None:
+            flat[name] = float(value)
+    return flat
+
+
+def log_metrics_file(path: Path) -> dict[str, float]:
+    """Log the numbers of a stage's metrics JSON, read back from the file: the DVC record and MLflow agree.
+
+    Also attaches the file itself; returns what was logged.
+    """
+    numbers = flat_numbers(read_json(path))
+    if numbers:
+        mlflow.log_metrics(numbers)
+    log_artifact(path)
+    return numbers
+
+
+def epoch_metric_name(name: str) -> str:
+    """The MLflow name of a per-epoch curve: epoch/<name>, apart from the headline metric <name>."""
+    return f"{EPOCH_PREFIX}{name}"
+
+
+def log_epoch(values: Mapping[str, float | None], epoch: int) -> None:
+    """One epoch's values as curves (epoch/<name>), step = epoch number (1-based)."""
+    log_metrics({epoch_metric_name(key): value for key, value in values.items()}, step=epoch)
+
+
 def log_history(history: Mapping[str, list[float]]) -> None:
-    """Per-epoch metrics, step = epoch number (1-based)."""
+    """Per-epoch curves (epoch/<name>), step = epoch number (1-based)."""
     for epoch in range(len(next(iter(history.values()), []))):
-        log_metrics({key: values[epoch] for key, values in history.items()}, step=epoch + 1)
+        log_epoch({key: values[epoch] for key, values in history.items() if epoch < len(values)}, epoch + 1)
 
 
 def epoch_logger() -> Any:
-    """A Keras callback logging every epoch's metrics to the active run as it ends (live curves in the UI)."""
+    """A Keras callback logging every epoch's metrics as curves (epoch/<name>) as it ends (live in the UI)."""
     import keras
 
     class EpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-            log_metrics(dict(logs or {}), step=epoch + 1)
+            log_epoch(dict(logs or {}), epoch + 1)
 
     return EpochLogger()
 
@@ -211,6 +253,41 @@ def close_abandoned_runs() -> list[str]:
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return []
     return mark_stale_runs_failed(MlflowClient(uri))
+
+
+def describe_experiment(experiment: str, model: str, classes: tuple[str, ...]) -> None:
+    """The experiment's description in the MLflow UI: which model, which classes, what its runs are."""
+    text = (
+        f"{model}: {' vs '.join(classes)}. Runs: `train` (the final CNN on the 90:10 patch split), `study` with "
+        "one nested run per Optuna `trial`, `baseline` (colour/texture features), `control` (shuffled labels), "
+        "`crossval` with a nested run per held-out-image fold. Headline metrics equal the stage's "
+        "results/<stage>/<model>/metrics.json; per-epoch curves are named epoch/<metric>."
+    )
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is not None and found.tags.get("mlflow.note.content") != text:
+        client.set_experiment_tag(found.experiment_id, "mlflow.note.content", text)
+
+
+def log_split_inputs(split: Any, split_file: Path, model: str) -> None:
+    """The run's data as MLflow datasets: one per split part, named <model>-<part>, context = the part.
+
+    The digest is the split file's MD5, which is how DVC identifies that file's version.
+    """
+    import hashlib
+
+    import mlflow.data
+
+    digest = hashlib.md5(Path(split_file).read_bytes()).hexdigest()
+    for part in ("train", "val", "test"):
+        rows = split[split["split"] == part][["patch_id", "image_id", "label"]].reset_index(drop=True)
+        if len(rows):
+            with warnings.catch_warnings():  # a local path matches two equivalent local source types; either is right
+                warnings.filterwarnings("ignore", "The specified dataset source can be interpreted", UserWarning)
+                dataset = mlflow.data.from_pandas(
+                    rows, source=Path(split_file).as_posix(), targets="label", name=f"{model}-{part}", digest=digest
+                )
+            mlflow.log_input(dataset, context=part)
 
 
 def log_artifact(path: Path, folder: str | None = None) -> None:

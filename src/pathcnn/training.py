@@ -18,6 +18,9 @@ from pathcnn.patchsets import PatchArray, PatchSet
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32)
 RGB_FROM_HED = RGB_FROM_HED / np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED).astype(np.float32)
+# Batch-norm statistics are measured on at most this many training patches, evenly spaced through the set
+# (every image contributes): 128 patches hold 1.28 million pixels per channel at the first layer.
+STATISTICS_PATCHES = 128
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,72 @@ def class_weight_map(labels: np.ndarray, num_classes: int, mode: ClassWeights) -
     return {index: float(weight) for index, weight in enumerate(weights)}
 
 
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """The model's batch-normalisation layers, in the order data flows through them."""
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def batch_norm_inputs(model: keras.Model) -> list[tuple[keras.layers.BatchNormalization, keras.Model]]:
+    """Each batch-norm layer with a model (sharing the weights) that outputs that layer's input."""
+    return [(layer, keras.Model(model.inputs, layer.input)) for layer in batch_norm_layers(model)]
+
+
+def recompute_batch_norm_statistics(
+    model: keras.Model,
+    patches: PatchArray | np.ndarray,
+    batch_size: int = 128,
+    inputs_of: list[tuple[keras.layers.BatchNormalization, keras.Model]] | None = None,
+) -> None:
+    """Set each batch-norm layer's moving mean and variance to the statistics of its inputs on `patches`.
+
+    Layer by layer in inference mode ("precise BN"), so each layer's statistics are those of the inputs it gets
+    at inference, after the layers before it use their recomputed statistics. Keras' moving averages instead
+    mix a few stain-jittered training batches of an ever-changing network, and inference-mode accuracy then
+    swung between chance and near-perfect from one epoch to the next (issue 16). At most STATISTICS_PATCHES
+    patches are used, evenly spaced. `inputs_of` reuses the sub-models of batch_norm_inputs (their compiled
+    predict functions) across calls.
+    """
+    chosen = np.unique(np.linspace(0, len(patches) - 1, min(len(patches), STATISTICS_PATCHES)).round().astype(int))
+    sample = np.asarray(patches[chosen], dtype=np.float32) if len(patches) else np.zeros((0, 1, 1, 3), np.float32)
+    for layer, inputs_of_layer in inputs_of if inputs_of is not None else batch_norm_inputs(model):
+        total = squares = None
+        count = 0
+        for start in range(0, len(sample), batch_size):
+            batch = sample[start : start + batch_size]
+            values = np.asarray(inputs_of_layer.predict_on_batch(batch), dtype=np.float64)
+            values = values.reshape(-1, values.shape[-1])
+            total = values.sum(axis=0) if total is None else total + values.sum(axis=0)
+            squares = (values**2).sum(axis=0) if squares is None else squares + (values**2).sum(axis=0)
+            count += len(values)
+        if count == 0:
+            return
+        mean = total / count
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(np.maximum(squares / count - mean**2, 0.0).astype(np.float32))
+
+
+class InferenceValidation(keras.callbacks.Callback):
+    """After each epoch: batch-norm statistics recomputed on the training patches, then validation measured.
+
+    So the per-epoch validation figures, early stopping and the weights it restores all judge the model as
+    inference will run it. Must come before the callbacks that read val_* from the epoch's logs.
+    """
+
+    def __init__(self, train_patches: PatchArray | np.ndarray, validation: tf.data.Dataset) -> None:
+        super().__init__()
+        self.train_patches, self.validation = train_patches, validation
+        self.inputs_of: list[tuple[keras.layers.BatchNormalization, keras.Model]] = []
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        self.inputs_of = batch_norm_inputs(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        recompute_batch_norm_statistics(self.model, self.train_patches, inputs_of=self.inputs_of)
+        if logs is not None:
+            results = self.model.evaluate(self.validation, verbose=0, return_dict=True)
+            logs.update({f"val_{name}": float(value) for name, value in results.items()})
+
+
 def fit_model(
     train: PatchSet,
     val: PatchSet,
@@ -127,7 +196,11 @@ def fit_model(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | None = None,
 ) -> FitResult:
-    """Build the CNN from params and fit it, early-stopping on validation loss (best weights restored)."""
+    """Build the CNN from params and fit it, early-stopping on validation loss (best weights restored).
+
+    Validation runs after each epoch's batch-norm statistics are recomputed on the un-augmented training
+    patches (InferenceValidation), so every figure describes the model inference uses.
+    """
     model = make_model(tuple(train.patches.shape[1:]), num_classes, params)
     model.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate),
@@ -135,12 +208,12 @@ def fit_model(
         metrics=["accuracy"],
     )
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True)
+    validation = make_dataset(val.patches, val.labels, params.batch_size, seed, False)
     history = model.fit(
         make_dataset(train.patches, train.labels, params.batch_size, seed, True, params.augment, params.color_jitter),
-        validation_data=make_dataset(val.patches, val.labels, params.batch_size, seed, False),
         epochs=max_epochs or params.max_epochs,
         class_weight=class_weight_map(train.labels, num_classes, params.class_weights),
-        callbacks=[stopper, *callbacks],
+        callbacks=[InferenceValidation(train.patches, validation), stopper, *callbacks],
         shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn that it ignores this
         verbose=(1 if interactive() else 0) if verbose is None else verbose,  # a progress bar on a terminal only
     )

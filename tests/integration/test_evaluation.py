@@ -78,6 +78,34 @@ def test_crossval_with_a_one_image_class_says_so_and_the_report_states_it(
     assert f"Image-held-out cross-validation not possible: {written['reason']}" in text
 
 
+def test_a_crossval_fold_that_cannot_fit_is_reported_as_not_fitted(
+    tmp_path: Path, small_images: Path, small_params_file: Path, tracking_uri: str
+) -> None:
+    """Learning rate ~0: no fold learns its training patches; metrics, MLflow and the report say "did not fit"."""
+    import yaml
+
+    from pathcnn.stages import crossval, patches, report
+
+    params = yaml.safe_load(small_params_file.read_text())
+    params["train"].update(learning_rate=1e-12, use_tuned=False, augment=False)
+    small_params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    patches.run(small_images, tmp_path / "patches", tmp_path / "grids", small_params_file)
+    out = tmp_path / "results" / "crossval" / "model1"
+    crossval.run("model1", tmp_path / "patches", None, out, small_params_file)
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["cnn_folds_not_fitted"] == sorted(written["folds"])
+    assert all(fold["cnn_fit"] == "failed" for fold in written["folds"].values())
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("pathcnn-model1")
+    folds = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'crossval-fold'")
+    assert {run.data.tags["fit"] for run in folds} == {"failed"}
+    report.run(tmp_path / "results", tmp_path / "patches", tmp_path / "reports", small_params_file)
+    text = (tmp_path / "reports" / "report.md").read_text()
+    for name in written["folds"]:
+        assert f"The CNN of fold {name} did not fit" in text
+    assert "reflects within-image memorisation" not in text
+
+
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory: pytest.TempPathFactory, small_images: Path) -> Path:
     """dvc repro of the whole pipeline, report included, in a repo copy on small crops."""
@@ -123,8 +151,9 @@ def test_report_numbers_equal_the_metrics_files(reproduced: Path) -> None:
 def test_evaluation_metrics_are_dvc_metrics_and_mlflow_runs(reproduced: Path) -> None:
     shown = json.loads(run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout)
     files = {name for entry in shown.values() for name in entry.get("data", {})}
+    assert "results/summary/model1.json" in files  # the headline numbers; the full records are outputs
     for stage in ("baseline", "control", "crossval"):
-        assert f"results/{stage}/model1/metrics.json" in files
+        assert (reproduced / "results" / stage / "model1" / "metrics.json").exists()
     client = MlflowClient(mlflow_uri(reproduced))
     experiment = client.get_experiment_by_name("pathcnn-model1")
     for kind, count in (("baseline", 1), ("control", 1), ("crossval", 1), ("crossval-fold", 2)):

@@ -107,12 +107,12 @@ def test_skip_bad_images_lists_them(workdir: Path, name: str, kind: str, reason:
 
 def test_bad_param_stops_before_any_work(workdir: Path) -> None:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["patches"]["size"] = -5
+    params["patches"]["patch_size"] = -5
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     result = pathcnn(["patches"], workdir, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: params.yaml: patches.size: Input should be greater than 0 (got -5)"
+        "error: params.yaml: patches.patch_size: Input should be greater than 0 (got -5)"
     ]
     assert not (workdir / "data/patches").exists()
 

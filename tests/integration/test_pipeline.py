@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
 
+from pathcnn.tracking import EPOCH_PREFIX, flat_numbers
 from tests.conftest import mlflow_uri, prepare_repo_copy, run_command
 
 pytestmark = pytest.mark.slow
@@ -40,8 +43,26 @@ def test_metrics_files_hold_the_four_accuracies(reproduced: Path) -> None:
         for key in ("train_accuracy", "val_accuracy", "test_accuracy", "baseline_accuracy"):
             assert 0.0 <= metrics[key] <= 1.0, key
         assert sum(sum(row.values()) for row in metrics["confusion"].values()) == metrics["n_test"]
-    shown = run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout
-    assert "model1" in shown and "model2" in shown and "test_accuracy" in shown
+
+def test_dvc_metrics_show_lists_each_models_headline_numbers_as_measured(reproduced: Path) -> None:
+    """`dvc metrics show` lists only results/summary/<model>.json, each value the stage's own, unrounded."""
+    shown = json.loads(run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout)
+    files = shown[""]["data"] if "" in shown else next(iter(shown.values()))["data"]
+    assert set(files) == {"results/summary/model1.json", "results/summary/model2.json"}
+    results = reproduced / "results"
+    for model in ("model1", "model2"):
+        headline = files[f"results/summary/{model}.json"]["data"]
+        train = json.loads((results / "train" / model / "metrics.json").read_text())
+        baseline = json.loads((results / "baseline" / model / "metrics.json").read_text())
+        control = json.loads((results / "control" / model / "metrics.json").read_text())
+        crossval = json.loads((results / "crossval" / model / "metrics.json").read_text())
+        assert headline["train"] == train["train_accuracy"] and headline["val"] == train["val_accuracy"]
+        assert headline["test"] == train["test_accuracy"] and headline["majority"] == train["baseline_accuracy"]
+        assert headline["features"] == baseline["test_accuracy"] and headline["shuffled"] == control["test_accuracy"]
+        assert headline["held_out"] == crossval.get("cnn_mean_accuracy")
+        assert headline["held_out_features"] == crossval.get("features_mean_accuracy")
+    table = run_command(["pathcnn", "summary"], reproduced).stdout
+    assert f"{headline['test']:.3f}" in table
 
 
 def test_mlflow_has_a_finished_run_per_model(reproduced: Path) -> None:
@@ -57,11 +78,72 @@ def test_mlflow_has_a_finished_run_per_model(reproduced: Path) -> None:
             assert key in run.data.metrics
         assert run.data.tags["data_raw_dvc_md5"].endswith(".dir")
         assert len(run.data.tags["git_commit"]) == 40
-        history = client.get_metric_history(run.info.run_id, "val_loss")
+        history = client.get_metric_history(run.info.run_id, "epoch/val_loss")
         assert len(history) >= 1
+        classes = "A vs B" if model == "model1" else "C vs D"
+        assert classes in experiment.tags["mlflow.note.content"]
+        # The Dataset column: each split part, with the split file's MD5 (DVC's hash of that file) as digest.
+        digest = hashlib.md5((reproduced / "data" / "splits" / f"{model}.csv").read_bytes()).hexdigest()
+        inputs = {item.dataset.name: item for item in run.inputs.dataset_inputs}
+        assert set(inputs) == {f"{model}-train", f"{model}-val", f"{model}-test"}
+        for part in ("train", "val", "test"):
+            item = inputs[f"{model}-{part}"]
+            assert item.dataset.digest == digest
+            assert {tag.key: tag.value for tag in item.tags}["mlflow.data.context"] == part
     assert mlflow.get_tracking_uri() is not None
 
 
 def test_plots_render(reproduced: Path) -> None:
     result = run_command(["dvc", "plots", "show", "--json"], reproduced)
     assert "history.csv" in result.stdout and "confusion.csv" in result.stdout
+
+
+def headline_metrics(run) -> dict[str, float]:
+    """What MLflow's UI and search_runs show for a run: each metric's latest value, per-epoch curves left out."""
+    return {key: value for key, value in run.data.metrics.items() if not key.startswith(EPOCH_PREFIX)}
+
+
+def assert_shown_equals_recorded(shown: dict[str, float], recorded: dict[str, float], where: str) -> None:
+    assert shown, f"{where}: no metrics logged"
+    for key, value in shown.items():
+        assert key in recorded, f"{where}: MLflow shows {key}, which the stage's record does not hold"
+        assert value == pytest.approx(recorded[key], abs=1e-12), f"{where}: {key} {value} != {recorded[key]}"
+
+
+def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> None:
+    """The latest value of every metric of every run equals the stage's metrics.json (or trials.csv)."""
+    client = MlflowClient(mlflow_uri(reproduced))
+    results = reproduced / "results"
+    seen: set[str] = set()
+    for model in ("model1", "model2"):
+        experiment = client.get_experiment_by_name(f"pathcnn-{model}")
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        trials = pd.read_csv(results / "tune" / model / "trials.csv").set_index("number")
+        best = json.loads((results / "tune" / model / "best_params.json").read_text())
+        for run in runs:
+            kind, shown = run.data.tags["kind"], headline_metrics(run)
+            seen.add(kind)
+            where = f"{model} {kind} run {run.info.run_name}"
+            if kind in {"train", "baseline", "control", "crossval"}:
+                recorded = flat_numbers(json.loads((results / kind / model / "metrics.json").read_text()))
+                if kind == "train":  # the registry's comparison is logged beside the stage's own numbers
+                    shown.pop("previous_champion_test_accuracy", None)
+                assert_shown_equals_recorded(shown, recorded, where)
+                assert set(recorded) <= set(shown), f"{where}: {set(recorded) - set(shown)} not logged"
+            elif kind == "crossval-fold":
+                folds = json.loads((results / "crossval" / model / "metrics.json").read_text())["folds"]
+                assert_shown_equals_recorded(shown, flat_numbers(folds[run.data.tags["fold"]]), where)
+            elif kind == "trial":
+                row = trials.loc[int(run.data.tags["trial_number"])]
+                recorded = {key: float(row[key]) for key in ("train_accuracy", "val_accuracy", "train_val_gap")}
+                recorded |= {"epochs": float(row["epochs"]), best["objective"]: float(row["value"])}
+                assert_shown_equals_recorded(shown, recorded, where)
+            elif kind == "study":
+                recorded = {key: float(best[key]) for key in ("n_complete", "n_pruned", "n_failed")}
+                recorded[f"best_{best['objective']}"] = float(best["best_value"])
+                if best.get("train_val_gap") is not None:
+                    recorded["best_train_val_gap"] = float(best["train_val_gap"])
+                assert_shown_equals_recorded(shown, recorded, where)
+            else:
+                raise AssertionError(f"{where}: a run kind this test does not check")
+    assert {"train", "baseline", "control", "crossval", "crossval-fold", "trial", "study"} <= seen

@@ -121,7 +121,7 @@ def test_predict_matches_training_tiling(predictor: predict.Predictor, tmp_path:
     with Image.open(source) as image:
         tiles = tile_image(
             np.asarray(image.convert("RGB")),
-            settings.size,
+            settings.patch_size,
             settings.stride,
             settings.min_tissue_fraction,
             settings.tissue_min_saturation,

@@ -75,7 +75,7 @@ def run_tune(workspace: Path, prepared: Path, *extra: str, check: bool = True) -
 def load_study(workspace: Path, prepared: Path, url: str | None = None) -> optuna.Study:
     params = load_params(workspace / "params.yaml")
     name = studies.study_name(
-        MODEL, params.tune, params.train, params.base.seed, studies.file_digest(prepared / "splits" / "model1.csv")
+        MODEL, params.search(), params.train, params.base.seed, studies.file_digest(prepared / "splits" / "model1.csv")
     )
     storage = studies.open_storage(url or str(workspace / "optuna.journal"), params.tune.heartbeat_seconds)
     return optuna.load_study(study_name=name, storage=storage)
@@ -108,8 +108,18 @@ def test_two_trial_study_writes_outputs_and_nested_mlflow_runs(workspace: Path, 
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["trial_state"] in {"COMPLETE", "PRUNED"}
         assert child.data.params["trial_state"] == child.data.tags["trial_state"]
-        assert {"train_accuracy", "val_accuracy", "train_val_gap", "val_loss"} <= set(child.data.metrics)
-        assert client.get_metric_history(child.info.run_id, "objective_val_loss")
+        assert child.info.run_name == f"model1 trial {child.data.tags['trial_number']}"
+        # The headline metrics MLflow shows are the trial's values in trials.csv (and the dashboard's).
+        row = trials.set_index("number").loc[int(child.data.tags["trial_number"])]
+        for column in ("train_accuracy", "val_accuracy", "train_val_gap"):
+            assert child.data.metrics[column] == pytest.approx(row[column], abs=1e-12), column
+        assert child.data.metrics["val_loss"] == pytest.approx(row["value"], abs=1e-12)
+        # Per-epoch curves live under epoch/<name>, apart from the headline values.
+        assert client.get_metric_history(child.info.run_id, "epoch/objective_val_loss")
+        assert client.get_metric_history(child.info.run_id, "epoch/val_accuracy")
+        assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 1
+    study = load_study(workspace, prepared)
+    assert study.metric_names == ["val_loss"] and study.user_attrs["classes"] == "A vs B"
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"best_params.json", "history.png", "importance.png", "trials.csv"} <= artifacts
 
@@ -202,13 +212,15 @@ def test_same_params_and_seed_give_the_same_trials(workspace: Path, prepared: Pa
 
 
 def test_bad_search_space_stops_before_any_trial(workspace: Path, prepared: Path):
-    set_tune(workspace, space={"dropout": {"low": 0.5, "high": 0.1}})
+    filters = {"choices": [4, 8], "start": 4}
+    set_tune(workspace, space={"dropout": {"low": 0.5, "high": 0.1}, "filters": filters})
     result = run_tune(workspace, prepared, check=False)
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()
     assert len(message) == 1 and "tune.space.dropout" in message[0] and "empty range" in message[0]
     assert not (workspace / "optuna.journal").exists()
-    set_tune(workspace, space={"head": {"choices": ["global_pool", "average"]}})
+    dropout = {"low": 0.0, "high": 0.5, "start": 0.3}
+    set_tune(workspace, space={"head": {"choices": ["global_pool", "average"]}, "dropout": dropout, "filters": filters})
     result = run_tune(workspace, prepared, check=False)
     assert result.returncode == 1 and "head: value 'average' is not allowed" in result.stderr
     assert not (workspace / "optuna.journal").exists()

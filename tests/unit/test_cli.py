@@ -34,3 +34,19 @@ def test_errors_are_one_line_with_exit_code_one(tmp_path: Path, capsys: pytest.C
     assert code == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and "missing.yaml" in error[0]
+
+
+def test_a_command_imports_only_its_own_code(tmp_path: Path) -> None:
+    """`pathcnn summary` loads the summary module's imports, not every stage (so dvc.yaml deps stay small)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom pathcnn.cli import main\n"
+        f"main(['summary', '--results', {str(tmp_path)!r}])\n"
+        "print(sorted(name for name in sys.modules if name.startswith('pathcnn')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'pathcnn.stages.summary'" in loaded
+    for other in ("pathcnn.stages.train", "pathcnn.training", "pathcnn.tracking", "pathcnn.stages.report"):
+        assert f"'{other}'" not in loaded, other

@@ -29,7 +29,7 @@ def tissue_image(height: int, width: int, seed: int = 0, holes: int = 6) -> np.n
 @pytest.mark.parametrize(("stride", "rows_per_band"), [(20, 1), (20, 3), (10, 2), (20, 100)])
 def test_bands_tile_exactly_like_the_whole_image(stride: int, rows_per_band: int) -> None:
     image = tissue_image(137, 161)
-    settings = PatchesParams(size=20, stride=stride, min_tissue_fraction=0.5, tissue_min_saturation=0.07)
+    settings = PatchesParams(patch_size=20, stride=stride, min_tissue_fraction=0.5, tissue_min_saturation=0.07)
     whole = tile_image(image, 20, stride, 0.5, 0.07)
     bands = list(tile_bands(image, settings, rows_per_band))
     assert np.array_equal(np.concatenate([tiles.rows + first for first, tiles in bands]), whole.rows)

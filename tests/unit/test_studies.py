@@ -28,9 +28,11 @@ def tune_params(**values: object) -> TuneParams:
     return TuneParams.model_validate({"space": SPACE, **values})
 
 
-def raw_params(**tune: object) -> dict:
+def raw_params(space: dict | None = None, **tune: object) -> dict:
+    """The repository's params with tune values replaced and search dimensions replaced or added."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["tune"].update(tune)
+    raw["tune"]["space"].update(space or {})
     return raw
 
 
@@ -80,11 +82,10 @@ def test_sampler_seeds_differ_per_worker_and_on_resume():
     assert len(seeds) == 6
 
 
-def test_zero_allowed_log_range_samples_exact_zeros():
+def test_zero_allowed_range_is_a_conditional_parameter_recording_the_value_used():
     dimension = FloatRange(low=1e-6, high=1e-2, log=True, zero=True)
-    assert studies.extended_low(dimension) == pytest.approx(1e-7)
-    assert studies.decode({"l2": dimension}, {"l2": 5e-7}) == {"l2": 0.0}
-    assert studies.decode({"l2": dimension}, {"l2": 5e-5}) == {"l2": 5e-5}
+    assert studies.decode({"l2": dimension}, {"l2_zero": True}) == {"l2": 0.0}
+    assert studies.decode({"l2": dimension}, {"l2_zero": False, "l2": 5e-5}) == {"l2": 5e-5}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     tune = tune_params()
     values = []
@@ -93,8 +94,39 @@ def test_zero_allowed_log_range_samples_exact_zeros():
         values.append(studies.suggest_train_params(trial, tune, TrainParams()).l2_kernel)
         study.tell(trial, 0.0)
     zeros = sum(value == 0.0 for value in values) / len(values)
-    assert 0.12 < zeros < 0.28  # one decade of five: about 20 %
+    assert 0.4 < zeros < 0.6  # a yes/no choice first
     assert all(value == 0.0 or 1e-6 <= value <= 1e-2 for value in values)
+    # What Optuna (and so the dashboard) records is the value used: no sampled l2_kernel beside a zero.
+    for trial, value in zip(study.trials, values, strict=True):
+        assert trial.params["l2_kernel_zero"] == (value == 0.0)
+        assert trial.params.get("l2_kernel") == (None if value == 0.0 else value)
+
+
+def test_a_fixed_train_value_is_not_searched_and_names_another_study():
+    tuned = parse_params(raw_params())
+    raw = raw_params()
+    raw["train"]["dropout"] = 0.5
+    fixed = parse_params(raw)
+    assert "dropout" in tuned.tuned_fields and "dropout" in tuned.search().space
+    assert "dropout" not in fixed.tuned_fields and "dropout" not in fixed.search().space
+    assert fixed.train.dropout == 0.5 and tuned.train.dropout == tuned.tune.space["dropout"].start
+    raw["train"]["dropout"] = 0.2
+    other = parse_params(raw)
+
+    def name(params):
+        return studies.study_name("model1", params.search(), params.train, 42, "abc")
+
+    assert len({name(tuned), name(fixed), name(other)}) == 3
+    study = memory_study(fixed.search())
+    assert "dropout" not in studies.suggest_raw(study.ask(), fixed.search().space)
+
+
+def test_study_tells_the_dashboard_its_metric_and_what_it_is():
+    study = studies.open_study(
+        "s", optuna.storages.InMemoryStorage(), tune_params(), 0, description={"model": "model1", "classes": "A vs B"}
+    )
+    assert study.metric_names == ["val_loss"]
+    assert study.user_attrs["model"] == "model1" and study.user_attrs["classes"] == "A vs B"
 
 
 def test_suggested_train_params_use_the_tune_epoch_budget():
@@ -204,8 +236,8 @@ def test_bad_search_spaces_stop_with_one_line_naming_the_key(space: dict, key: s
 
 
 def test_too_many_pooling_blocks_for_the_patch_size_stop():
-    raw = raw_params(space={"conv_blocks": {"choices": [2, 6]}})
-    raw["patches"].update(size=32, stride=32)
+    raw = raw_params(space={"conv_blocks": {"choices": [2, 6], "start": 2}})
+    raw["patches"].update(patch_size=32, stride=32)
     with pytest.raises(ParamsError, match=r"tune\.space\.conv_blocks: 6 pooling blocks shrink a 32px patch"):
         parse_params(raw)
 

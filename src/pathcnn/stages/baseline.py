@@ -45,10 +45,13 @@ def run(model_name: str, patches_dir: Path, split_file: Path, out_dir: Path, par
     params = load_params(params_path)
     class_names = params.model(model_name).classes
     stain = params.train.stain_normalization
-    sets = normalize_sets(split_sets(patches_dir, read_split(split_file), class_names), stain)
+    split = read_split(split_file)
+    sets = normalize_sets(split_sets(patches_dir, split, class_names), stain)
     tags = {"model": model_name, "split_strategy": params.split.strategy.value}
     experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
     with tracking.tracked_run(experiment, f"baseline-{model_name}", "baseline", tags):
+        tracking.describe_experiment(experiment, model_name, class_names)
+        tracking.log_split_inputs(split, split_file, model_name)
         tracking.log_params(
             {
                 "classifier": "logistic_regression",
@@ -63,8 +66,7 @@ def run(model_name: str, patches_dir: Path, split_file: Path, out_dir: Path, par
         metrics = {**evaluation.metrics, "features": len(FEATURE_NAMES)}
         write_csv(out_dir / "predictions.csv", evaluation.test_predictions)
         write_json(out_dir / "metrics.json", metrics)
-        tracking.log_metrics(metrics)
-        tracking.log_artifact(out_dir / "metrics.json")
+        tracking.log_metrics_file(out_dir / "metrics.json")
         tracking.log_artifact(out_dir / "predictions.csv")
     say(
         f"baseline {model_name}: features + logistic regression: train {metrics['train_accuracy']:.3f}, "

@@ -16,7 +16,7 @@ from pathcnn.metrics import image_level
 from pathcnn.params import load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
-from pathcnn.stats import binomial_p_value
+from pathcnn.stats import binomial_p_value, chance_rate
 
 SIGNIFICANCE = 0.05
 
@@ -32,11 +32,6 @@ def permuted_sets(sets: Mapping[str, PatchSet], seed: int) -> dict[str, PatchSet
         patch_set = sets[part]
         result[part] = PatchSet(patch_set.patches, generator.permutation(patch_set.labels), patch_set.frame)
     return result
-
-
-def chance_rate(baseline_accuracy: float, class_count: int) -> float:
-    """What a model without signal is expected to score: the majority rate or 1/K, whichever is higher."""
-    return max(baseline_accuracy, 1.0 / class_count)
 
 
 def leak_suspected(
@@ -68,6 +63,8 @@ def control_metrics(
     metrics: dict[str, Any] = {
         "test_accuracy": accuracy,
         "permutation_accuracies": {f"permutation{k + 1}": run["test_accuracy"] for k, run in enumerate(runs)},
+        # Whether each shuffled-label model fitted its (shuffled) training labels beyond chance.
+        "permutation_fits": {f"permutation{k + 1}": run.get("fit") for k, run in enumerate(runs)},
         "train_accuracy": float(np.mean([run["train_accuracy"] for run in runs])),
         "val_accuracy": float(np.mean([run.get("val_accuracy", np.nan) for run in runs])),
         "baseline_accuracy": baseline,
@@ -91,12 +88,15 @@ def run(
 
     params = load_params(params_path)
     class_names = params.model(model_name).classes
-    train, _ = effective_train_params(params.train, tuned_file)
-    sets = split_sets(patches_dir, read_split(split_file), class_names)
+    train, _ = effective_train_params(params, tuned_file)
+    split = read_split(split_file)
+    sets = split_sets(patches_dir, split, class_names)
     tags = {"model": model_name, "split_strategy": params.split.strategy.value}
     experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
     control = params.control
     with tracking.tracked_run(experiment, f"control-{model_name}", "control", tags):
+        tracking.describe_experiment(experiment, model_name, class_names)
+        tracking.log_split_inputs(split, split_file, model_name)
         tracking.log_params({"train": train.model_dump(), "control": control.model_dump(), "seed": params.base.seed})
         runs, frames = [], []
         for index in range(control.permutations):
@@ -108,9 +108,7 @@ def run(
         metrics = control_metrics(runs, predictions, class_names, control.chance_margin)
         write_csv(out_dir / "predictions.csv", predictions)
         write_json(out_dir / "metrics.json", metrics)
-        tracking.log_metrics({**metrics, "leak_suspected": float(metrics["leak_suspected"])})
-        tracking.log_metrics(metrics["permutation_accuracies"])
-        tracking.log_artifact(out_dir / "metrics.json")
+        tracking.log_metrics_file(out_dir / "metrics.json")
     say(
         f"control {model_name}: {control.permutations} shuffled-label models give test "
         + ", ".join(f"{value:.3f}" for value in metrics["permutation_accuracies"].values())

@@ -31,6 +31,8 @@ FOLD_KEYS = {
     "test_image_accuracy": "image_accuracy",
     "train_accuracy": "train_accuracy",
     "val_accuracy": "val_accuracy",
+    "fit": "fit",  # 'failed' when train accuracy lies within chance: the fold's figure means nothing
+    "fit_chance_upper": "fit_chance_upper",
 }
 
 # Trains and scores the CNN of one fold, given boolean masks of the train, val and test patches.
@@ -53,16 +55,19 @@ def folds_or_reason(rows: pd.DataFrame, class_names: tuple[str, ...]) -> tuple[l
         return [], str(error)
 
 
-def fold_metrics(fold: Fold, cnn: Evaluation, features: Evaluation, extra: dict[str, Any]) -> dict[str, Any]:
-    """Flat per-fold numbers for both methods beside the fold's majority baseline."""
+def fold_metrics(
+    fold: Fold, cnn: Evaluation, features: Evaluation | None, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Flat per-fold numbers for both methods (the CNN's alone without features) beside the majority baseline."""
     result: dict[str, Any] = {
         "test_images": ",".join(fold.test_images),
         "n_test": cnn.metrics["n_test"],
         "baseline_accuracy": cnn.metrics["baseline_accuracy"],
     }
     for method, evaluation in zip(METHODS, (cnn, features), strict=True):
-        for source, target in FOLD_KEYS.items():
-            result[f"{method}_{target}"] = evaluation.metrics.get(source)
+        if evaluation is not None:
+            for source, target in FOLD_KEYS.items():
+                result[f"{method}_{target}"] = evaluation.metrics.get(source)
     return {**result, **extra}
 
 
@@ -75,6 +80,7 @@ def summarise(folds: dict[str, dict[str, Any]]) -> dict[str, Any]:
             values = [fold[f"{method}_{key}"] for fold in folds.values() if fold[f"{method}_{key}"] is not None]
             summary[f"{method}_mean_{key}"] = float(np.mean(values)) if values else None
         summary[f"{method}_min_accuracy"] = float(min(fold[f"{method}_accuracy"] for fold in folds.values()))
+    summary["cnn_folds_not_fitted"] = [name for name, fold in folds.items() if fold.get("cnn_fit") == "failed"]
     return summary
 
 
@@ -121,7 +127,7 @@ def run(
 
     params: Params = load_params(params_path)
     class_names = params.model(model_name).classes
-    train: TrainParams = effective_train_params(params.train, tuned_file)[0]
+    train: TrainParams = effective_train_params(params, tuned_file)[0]
     rows = model_rows(read_manifest(patches_dir), class_names)
     folds, reason = folds_or_reason(rows, class_names)
     if reason is not None:
@@ -149,18 +155,18 @@ def run(
             ):
                 outcome = train_and_evaluate(raw_sets, class_names, train, params.base.seed, params.crossval.max_epochs)
                 tracking.log_history(outcome.history)
-                tracking.log_metrics({f"cnn_{k}": v for k, v in outcome.evaluation.metrics.items()})
-            return outcome.evaluation, {"cnn_epochs": outcome.epochs_run}
+                extra = {"cnn_epochs": outcome.epochs_run}
+                # The names and values of this fold's entry in metrics.json (folds.<fold>.cnn_*).
+                tracking.log_metrics({**fold_metrics(fold, outcome.evaluation, None, extra), **extra})
+                tracking.set_tags({"fit": outcome.evaluation.metrics["fit"]})
+            return outcome.evaluation, extra
 
         metrics, predictions = crossvalidate(
             normalized, class_names, folds, params.split.val_fraction, params.base.seed, train_cnn
         )
         write_csv(out_dir / "predictions.csv", predictions)
         write_json(out_dir / "metrics.json", metrics)
-        tracking.log_metrics({key: value for key, value in metrics.items() if key != "folds"})
-        for name, fold in metrics["folds"].items():
-            tracking.log_metrics({f"{name}_{key}": value for key, value in fold.items()})
-        tracking.log_artifact(out_dir / "metrics.json")
+        tracking.log_metrics_file(out_dir / "metrics.json")
     say(
         f"crossval {model_name}: held-out images: CNN mean {metrics['cnn_mean_accuracy']:.3f}, "
         f"features mean {metrics['features_mean_accuracy']:.3f}, majority {metrics['mean_baseline_accuracy']:.3f}"

@@ -34,11 +34,13 @@ class ImageTiles:
 def tile_entry(entry: ImageEntry, params: PatchesParams) -> tuple[ImageTiles, np.ndarray]:
     """Load and tile one image; raise ImageError if it yields no patch."""
     image = load_rgb(entry.path, max_pixels=params.max_image_pixels)
-    tiles = tile_image(image, params.size, params.stride, params.min_tissue_fraction, params.tissue_min_saturation)
+    tiles = tile_image(
+        image, params.patch_size, params.stride, params.min_tissue_fraction, params.tissue_min_saturation
+    )
     if len(tiles.kept) == 0:
         raise ImageError(
             f"{entry.path}: image is {image.shape[1]}x{image.shape[0]} px, smaller than one "
-            f"{params.size}px patch; remove it or lower patches.size"
+            f"{params.patch_size}px patch; remove it or lower patches.patch_size"
         )
     if tiles.kept_count == 0:
         raise ImageError(
@@ -104,7 +106,7 @@ def run(raw_dir: Path, out_dir: Path, grids_dir: Path, params_path: Path) -> pd.
                 continue
             save_array(staging / f"{entry.image_id}.npy", item.tiles.patches)
             with atomic_path(grid_staging / f"{entry.image_id}.png") as grid_file:
-                draw_grid(image, item.tiles, settings.size, settings.stride).save(grid_file, format="PNG")
+                draw_grid(image, item.tiles, settings.patch_size, settings.stride).save(grid_file, format="PNG")
             frames.append(manifest_rows(item))
         if not frames:
             raise PathcnnError(f"{raw_dir}: no usable image (all {len(entries)} skipped); see messages above")

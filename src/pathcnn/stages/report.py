@@ -22,7 +22,7 @@ from pathcnn.params import Params, load_params
 from pathcnn.patchsets import read_manifest
 from pathcnn.reporting import example_grid, interval, markdown_to_html, number, p_value, table
 from pathcnn.significance import best_possible_image_p_value, paired_comparison, prediction_statistics
-from pathcnn.stages.control import chance_rate
+from pathcnn.stats import chance_rate
 
 STAGES = ("train", "baseline", "control", "crossval")
 FIGURES = Path("figures") / "report"
@@ -107,6 +107,21 @@ def winner(comparison: dict[str, Any]) -> str:
     return "CNN" if comparison["only_first_correct"] > comparison["only_second_correct"] else "feature baseline"
 
 
+def unfitted_folds(crossval: dict[str, Any]) -> list[str]:
+    """The crossval folds whose CNN did not fit its own training patches (fit 'failed')."""
+    return [name for name, fold in (crossval.get("folds") or {}).items() if fold.get("cnn_fit") == "failed"]
+
+
+def did_not_fit_line(what: str, train_accuracy: float, bound: float | None) -> str:
+    """The finding for a fit whose training accuracy lies within chance: not memorisation, not generalisation."""
+    within = f" (chance reaches up to {number(bound)})" if bound is not None else ""
+    return (
+        f"{what} did not fit: its accuracy on its own training patches, {number(train_accuracy)}, lies within "
+        f"chance{within}. Its other figures describe an untrained network, neither memorisation nor "
+        "generalisation."
+    )
+
+
 def findings(result: ModelResults, target: float | None) -> list[str]:
     """The reasons behind a model's numbers, each derived from measurements by an explicit rule."""
     lines: list[str] = []
@@ -122,7 +137,9 @@ def findings(result: ModelResults, target: float | None) -> list[str]:
             f"Training accuracy exceeds validation accuracy by {number(train['train_val_gap'])} "
             f"(more than {number(OVERFIT_GAP, 2)}): the CNN overfits its training patches."
         )
-    if train.get("train_accuracy", 1.0) <= result.chance + 0.05:
+    if train.get("fit") == "failed":
+        lines.append(did_not_fit_line("The final CNN", train["train_accuracy"], train.get("fit_chance_upper")))
+    elif "fit" not in train and train.get("train_accuracy", 1.0) <= result.chance + 0.05:
         lines.append(
             f"Training accuracy {number(train['train_accuracy'])} is close to chance ({number(result.chance)}): "
             "the CNN underfits (it did not learn even its training patches)."
@@ -132,7 +149,20 @@ def findings(result: ModelResults, target: float | None) -> list[str]:
         crossval = result.metrics["crossval"]
         mean = crossval["cnn_mean_accuracy"]
         chance_inside = heldout["ci_low"] <= heldout["null_rate"]
-        if chance_inside:
+        unfitted = unfitted_folds(crossval)
+        for name in unfitted:
+            fold = crossval["folds"][name]
+            lines.append(
+                did_not_fit_line(
+                    f"The CNN of fold {name}", fold["cnn_train_accuracy"], fold.get("cnn_fit_chance_upper")
+                )
+            )
+        if unfitted:
+            lines.append(
+                f"The held-out mean {number(mean)} includes {len(unfitted)} fold(s) that did not fit, so it is not "
+                "read as within-image memorisation or as generalisation; fix the fit first."
+            )
+        elif chance_inside:
             lines.append(
                 f"On held-out images the CNN scores {number(heldout['accuracy'])} (95% CI "
                 f"{interval(heldout['ci_low'], heldout['ci_high'])}), an interval that contains the majority rate "

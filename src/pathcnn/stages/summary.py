@@ -1,4 +1,9 @@
-"""`pathcnn summary`: a table of every model's accuracies beside its baselines, read from the metrics files."""
+"""Stage `summary`: each model's headline numbers in one small metrics file; `pathcnn summary` prints them all.
+
+The headline file (results/summary/<model>.json) is the only `metrics:` entry of dvc.yaml, so `dvc metrics
+show` and `dvc exp show` compare experiments on these few numbers. Each is copied, unrounded, from the
+metrics file of the stage that measured it; the full records stay outputs of their stages.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +12,55 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pathcnn.artifacts import write_json
+from pathcnn.console import say
+from pathcnn.errors import PathcnnError
 from pathcnn.params import load_params
 
+# (column shown, key in the headline file, stage whose metrics.json holds it, key there)
 COLUMNS = (
-    ("train", "train", "train_accuracy"),
-    ("val", "train", "val_accuracy"),
-    ("test", "train", "test_accuracy"),
-    ("majority", "train", "baseline_accuracy"),
-    ("features", "baseline", "test_accuracy"),
-    ("shuffled", "control", "test_accuracy"),
-    ("held-out img", "crossval", "cnn_mean_accuracy"),
+    ("train", "train", "train", "train_accuracy"),
+    ("val", "val", "train", "val_accuracy"),
+    ("test", "test", "train", "test_accuracy"),
+    ("majority", "majority", "train", "baseline_accuracy"),
+    ("features", "features", "baseline", "test_accuracy"),
+    ("shuffled", "shuffled", "control", "test_accuracy"),
+    ("held-out img", "held_out", "crossval", "cnn_mean_accuracy"),
+    ("held-out feat", "held_out_features", "crossval", "features_mean_accuracy"),
 )
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, strict: bool) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as error:
+        if strict:
+            raise PathcnnError(f"{path}: cannot read the stage's metrics ({error}); run `dvc repro` first") from None
         return {}
+
+
+def headline(results_dir: Path, model: str, strict: bool = True) -> dict[str, float | None]:
+    """The model's headline numbers from the stages' metrics files (None where a stage gives no value)."""
+    records = {stage: _read(results_dir / stage / model / "metrics.json", strict) for _, _, stage, _ in COLUMNS}
+    values: dict[str, float | None] = {}
+    for _, name, stage, key in COLUMNS:
+        value = records[stage].get(key)
+        values[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return values
 
 
 def summary_rows(results_dir: Path, models: list[str]) -> list[list[str]]:
     """One row per model; '-' where a stage has not produced its metrics."""
     rows = []
     for model in models:
-        row = [model]
-        for _, stage, key in COLUMNS:
-            value = _read(results_dir / stage / model / "metrics.json").get(key)
-            row.append(f"{value:.3f}" if isinstance(value, (int, float)) else "-")
-        rows.append(row)
+        values = headline(results_dir, model, strict=False)
+        rows.append([model, *(f"{values[name]:.3f}" if values[name] is not None else "-" for _, name, _, _ in COLUMNS)])
     return rows
 
 
 def format_table(rows: list[list[str]]) -> str:
     """A plain fixed-width table."""
-    header = ["model", *(name for name, _, _ in COLUMNS)]
+    header = ["model", *(shown for shown, _, _, _ in COLUMNS)]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in [header, *rows]]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
@@ -51,10 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments."""
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--model", help="write this model's headline file (the DVC stage) instead of printing")
+    parser.add_argument("--out", type=Path, help="the headline file to write (default results/summary/<model>.json)")
 
 
 def main(args: argparse.Namespace) -> None:
-    """Print the table."""
+    """Write one model's headline file (with --model), or print the table of every model."""
     models = list(load_params(args.params).models)
+    if args.model:
+        if args.model not in models:
+            raise PathcnnError(f"--model {args.model}: no such model in {args.params} (known: {', '.join(models)})")
+        out = args.out or args.results / "summary" / f"{args.model}.json"
+        values = headline(args.results, args.model)
+        write_json(out, values)
+        say(f"summary {args.model}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items() if v is not None))
+        return
     print("accuracy per model (test = 90:10 patch split; majority = always the most frequent training class)")
     print(format_table(summary_rows(args.results, models)))

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from pathcnn.appearance import training_reference
-from pathcnn.artifacts import atomic_path, read_json, write_csv, write_json
+from pathcnn.artifacts import read_json, save_keras_model, write_csv, write_json
 from pathcnn.console import say
 from pathcnn.errors import ParamsError
 from pathcnn.evaluation import Evaluation, confusion_matrix_of, evaluate_probabilities
@@ -32,18 +32,32 @@ class TrainOutcome:
     evaluation: Evaluation
 
 
-def effective_train_params(train: TrainParams, tuned_file: Path | None) -> tuple[TrainParams, dict[str, Any]]:
-    """params.train, overridden by the tune stage's best params when train.use_tuned is on."""
-    if not train.use_tuned or tuned_file is None or not tuned_file.exists():
+def effective_train_params(params: Params, tuned_file: Path | None) -> tuple[TrainParams, dict[str, Any]]:
+    """The train values a fit uses: params.train, with the study's best value for each field set to `tuned`.
+
+    Only fields set to `tuned` are taken from best_params.json; a field fixed in params.yaml keeps its value.
+    With train.use_tuned false (or no tuned field) the tuned fields keep their tune.space start values.
+    """
+    train = params.train
+    if not train.use_tuned or not params.tuned_fields:
         return train, {}
+    if tuned_file is None or not tuned_file.exists():
+        raise ParamsError(f"{tuned_file}: best params of the tune stage not found; run `dvc repro` (it runs tune)")
     tuned = read_json(tuned_file)
-    overrides = tuned.get("params", {})
+    best = tuned.get("params", {})
+    missing = [name for name in params.tuned_fields if name not in best]
+    if missing:
+        raise ParamsError(
+            f"{tuned_file}: no tuned value for {', '.join(missing)} (the study searched other fields); "
+            "re-run the tune stage"
+        )
     try:
-        return TrainParams.model_validate({**train.model_dump(), **overrides}), tuned
+        used = TrainParams.model_validate({**train.model_dump(), **{name: best[name] for name in params.tuned_fields}})
     except ValueError as error:
         raise ParamsError(
             f"{tuned_file}: best params are not valid train params ({error}); re-run the tune stage"
         ) from None
+    return used, tuned
 
 
 def train_and_evaluate(
@@ -66,9 +80,20 @@ def train_and_evaluate(
     return TrainOutcome(fit.model, fit.history, fit.epochs_run, fit.best_epoch, evaluation)
 
 
+def last_epochs_range(values: list[float], epochs: int = 5) -> float | None:
+    """Max minus min over the last epochs run: how far per-epoch validation accuracy still moves at the end."""
+    last = values[-epochs:]
+    return float(max(last) - min(last)) if last else None
+
+
 def write_outputs(outcome: TrainOutcome, class_names: tuple[str, ...], out_dir: Path, title: str) -> dict[str, Path]:
     """metrics.json, history.csv, predictions.csv, confusion.csv and PNG figures."""
-    metrics = {**outcome.evaluation.metrics, "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch}
+    metrics = {
+        **outcome.evaluation.metrics,
+        "epochs_run": outcome.epochs_run,
+        "best_epoch": outcome.best_epoch,
+        "val_accuracy_last5_range": last_epochs_range(outcome.history.get("val_accuracy", [])),
+    }
     history = pd.DataFrame(outcome.history)
     history.insert(0, "epoch", range(1, len(history) + 1))
     predictions = outcome.evaluation.test_predictions
@@ -106,13 +131,18 @@ def run(
 
     params: Params = load_params(params_path)
     class_names = params.model(model_name).classes
-    train, tuned = effective_train_params(params.train, tuned_file)
-    sets = split_sets(patches_dir, read_split(split_file), class_names)
+    train, tuned = effective_train_params(params, tuned_file)
+    split = read_split(split_file)
+    sets = split_sets(patches_dir, split, class_names)
     tags = {"model": model_name, "split_strategy": params.split.strategy.value}
     if tuned.get("study_name"):
         tags["optuna_study"] = tuned["study_name"]
+    # Which train values came from the study: MLflow's train.* params are the values the fit used.
+    tags["tuned_fields"] = ",".join(params.tuned_fields) if tuned else ""
     experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
     with tracking.tracked_run(experiment, f"train-{model_name}", "train", tags):
+        tracking.describe_experiment(experiment, model_name, class_names)
+        tracking.log_split_inputs(split, split_file, model_name)
         tracking.log_params(
             {
                 "train": train.model_dump(),
@@ -125,11 +155,11 @@ def run(
         outcome = train_and_evaluate(sets, class_names, train, params.base.seed, callbacks=(tracking.epoch_logger(),))
         paths = write_outputs(outcome, class_names, out_dir, model_name)
         metrics = outcome.evaluation.metrics
-        tracking.log_metrics(metrics)
-        for key in ("confusion_png", "history_png", "metrics", "predictions"):
+        tracking.log_metrics_file(paths["metrics"])
+        tracking.set_tags({"fit": metrics["fit"]})
+        for key in ("confusion_png", "history_png", "predictions"):
             tracking.log_artifact(paths[key])
-        with atomic_path(model_out) as temporary:
-            outcome.model.save(temporary)  # the temporary name ends in .keras, as Keras requires
+        save_keras_model(outcome.model, model_out)
         stats_path = out_dir / registry.TRAINING_STATS  # what predict compares new images with
         reference = training_reference(
             sets["train"].patches, read_manifest(patches_dir), sets["train"].frame["image_id"]

@@ -27,7 +27,7 @@ from pathcnn.artifacts import write_csv, write_json
 from pathcnn.console import say
 from pathcnn.errors import PathcnnError
 from pathcnn.figures import save_figure
-from pathcnn.params import Objective, Params, TrainParams, load_params
+from pathcnn.params import Objective, Params, TrainParams, TuneParams, load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
 from pathcnn.seeding import seed_everything
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
@@ -47,6 +47,7 @@ class TrialResult:
     val_accuracy: float
     epochs: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    fit: str = "ok"  # 'failed': train accuracy within chance; such a trial is pruned, never ranked
 
     @property
     def train_val_gap(self) -> float:
@@ -92,7 +93,7 @@ def fit_trial(
     """Fit the train stage's CNN on the train split, report to the pruner, score train and val."""
     import keras
 
-    from pathcnn.metrics import classification_metrics
+    from pathcnn.metrics import classification_metrics, fit_status
     from pathcnn.stain import normalize_sets
     from pathcnn.training import fit_model, predict_probabilities
 
@@ -120,6 +121,7 @@ def fit_trial(
         val_accuracy=scores["val"]["accuracy"],
         epochs=fit.epochs_run,
         history=history,
+        fit=fit_status(scores["train"]["accuracy"], sets["train"].labels),
     )
 
 
@@ -139,7 +141,7 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
     """The Optuna objective: a nested MLflow run around fit_trial; pruned trials raise TrialPruned."""
     from pathcnn import tracking
 
-    params, tune = context.params, context.params.tune
+    params, tune = context.params, context.params.search()
 
     def objective(trial: optuna.Trial) -> float:
         studies.mark_worker(trial)
@@ -150,7 +152,7 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
             "trial_number": str(trial.number),
             "trial_state": TrialState.RUNNING.name,
         }
-        run_name = f"{context.study_name}-trial-{trial.number}"
+        run_name = f"{context.model} trial {trial.number}"
         with tracking.tracked_run(context.experiment, run_name, "trial", tags, context.parent_run_id) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             tracking.log_params({"train": train.model_dump(), "trial_number": trial.number, "seed": params.base.seed})
@@ -167,7 +169,11 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
                 tracking.set_tags({"trial_state": TrialState.FAIL.name})
                 tracking.log_params({"trial_state": TrialState.FAIL.name})
                 raise
-            state = TrialState.PRUNED if result.pruned else TrialState.COMPLETE
+            # A trial that did not fit its own training patches is pruned: its objective is not a model's.
+            pruned = result.pruned or result.fit == "failed"
+            state = TrialState.PRUNED if pruned else TrialState.COMPLETE
+            trial.set_user_attr("fit", result.fit)
+            tracking.set_tags({"fit": result.fit})
             attributes = {
                 "train_accuracy": result.train_accuracy,
                 "val_accuracy": result.val_accuracy,
@@ -176,21 +182,30 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
             }
             for key, value in attributes.items():
                 trial.set_user_attr(key, value)
+            # Optuna records a pruned trial's last reported value; a complete trial's value is its best epoch's.
+            shown = result.history[f"objective_{tune.objective.value}"][-1] if pruned else result.value
             tracking.log_history(result.history)
-            tracking.log_metrics({**attributes, tune.objective.value: result.value})
+            # The headline metrics are the trial's values in trials.csv and the dashboard.
+            tracking.log_metrics({**attributes, tune.objective.value: shown})
             tracking.set_tags({"trial_state": state.name})
             tracking.log_params({"trial_state": state.name})
-        # Optuna records a pruned trial's last reported value; a complete trial's value is its best epoch's.
-        shown = result.history[f"objective_{tune.objective.value}"][-1] if result.pruned else result.value
         say(
-            f"tune {context.model} trial {trial.number}: {state.name.lower()} after {result.epochs} epochs, "
-            f"{tune.objective.value} {shown:.4f}, train {result.train_accuracy:.3f}, val {result.val_accuracy:.3f}"
+            f"tune {context.model} trial {trial.number}: {state.name.lower()} after {result.epochs} epochs"
+            + (" (did not fit: train accuracy within chance)" if result.fit == "failed" else "")
+            + f", {tune.objective.value} {shown:.4f}, train {result.train_accuracy:.3f}, val {result.val_accuracy:.3f}"
         )
-        if result.pruned:
-            raise optuna.TrialPruned(f"pruned after epoch {result.epochs}")
+        if pruned:
+            raise optuna.TrialPruned(
+                f"pruned after epoch {result.epochs}" + (", did not fit" if result.fit == "failed" else "")
+            )
         return result.value
 
     return objective
+
+
+def direction_word(tune: TuneParams) -> str:
+    """'minimise' or 'maximise', for the study's description."""
+    return "minimise" if studies.direction(tune.objective) == "minimize" else "maximise"
 
 
 def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, grace_seconds: float) -> int:
@@ -254,7 +269,7 @@ def parent_run_id(study: optuna.Study, experiment: str, model: str, storage: str
 
 def write_outputs(study: optuna.Study | None, params: Params, model: str, out_dir: Path) -> dict[str, Any]:
     """best_params.json, trials.csv, history.png and importance.png; returns the best-params payload."""
-    tune = params.tune
+    tune = params.search()
     best = studies.best_params(study, tune, params.train, model)
     title = f"{model}: {tune.objective.value}"
     if study is None:
@@ -279,7 +294,7 @@ def log_study(study: optuna.Study, best: dict[str, Any], params: Params, out_dir
     """
     from pathcnn import tracking
 
-    tune = params.tune
+    tune = params.search()
     tracking.log_params(
         {
             "tune": tune.model_dump(exclude={"n_trials", "workers", "storage", "heartbeat_seconds"}),
@@ -323,17 +338,23 @@ def run(
     from pathcnn import tracking
 
     params = load_params(params_path)
-    tune, class_names = params.tune, params.model(model).classes
+    tune, class_names = params.search(), params.model(model).classes
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one say() line per trial instead of Optuna's INFO log
     split = read_split(split_file)
-    if tune.n_trials == 0 and worker_index is None:
-        say(f"tune {model}: tune.n_trials is 0, writing params.train's values as best params")
+    if (tune.n_trials == 0 or not tune.space) and worker_index is None:
+        why = "tune.n_trials is 0" if tune.n_trials == 0 else "no train field is `tuned`"
+        say(f"tune {model}: {why}, writing the start values as best params")
         return write_outputs(None, params, model, out_dir)
     name = studies.study_name(model, tune, params.train, params.base.seed, studies.file_digest(split_file))
     url = studies.storage_url(tune, journal_file)
-    study = studies.open_study(
-        name, studies.open_storage(url, tune.heartbeat_seconds), tune, params.base.seed, worker_index or 0
-    )
+    description = {
+        "model": model,
+        "classes": " vs ".join(class_names),
+        "objective": f"{direction_word(tune)} {tune.objective.value} on the validation split",
+        "searched": ", ".join(tune.space),
+    }
+    storage = studies.open_storage(url, tune.heartbeat_seconds)
+    study = studies.open_study(name, storage, tune, params.base.seed, worker_index or 0, description)
     studies.enqueue_defaults(study, tune, params.train)
     tracking.setup()
     experiment = tracking.experiment_name(params.base.experiment_prefix, model)
@@ -352,6 +373,8 @@ def run(
             tracking.close_run(parent, {}, status="FINISHED")
         return {}
     with tracking.tracked_run(experiment, name, "study", {"optuna_study": name}, run_id=parent):
+        tracking.describe_experiment(experiment, model, class_names)
+        tracking.log_split_inputs(split[split["split"].isin(["train", "val"])], split_file, model)
         count = workers or tune.workers
         if count == 1:
             work_here()
@@ -361,7 +384,7 @@ def run(
                 *("--out", str(out_dir), "--journal", str(journal_file), "--params", str(params_path)),
             ]
             spawn_workers(count, arguments)
-        study = studies.open_study(name, study._storage, tune, params.base.seed)
+        study = studies.open_study(name, storage, tune, params.base.seed)
         best = write_outputs(study, params, model, out_dir)
         log_study(study, best, params, out_dir)
     value = best["best_value"]
