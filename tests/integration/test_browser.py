@@ -114,7 +114,7 @@ def test_experiment_page_shows_runs_with_accuracy_and_baseline(
                 menu = page.get_by_role("dialog", name="Popover content")
                 for name in ("Dataset", "Source", *METRICS):
                     menu.get_by_placeholder("Search columns").fill(name)
-                    menu.get_by_text(name, exact=True).last.click()
+                    column_item(menu, name).click()
                 page.keyboard.press("Escape")
                 shown = shown_metrics(page)
                 page.screenshot(path=str(tmp_path / "mlflow_runs.png"), full_page=True)
@@ -131,6 +131,21 @@ def test_experiment_page_shows_runs_with_accuracy_and_baseline(
     for name, value in expected.items():
         assert shown[name] == pytest.approx(value, abs=1e-3), name
     assert (tmp_path / "mlflow_runs.png").stat().st_size > 10_000
+
+
+def column_item(menu, name: str):
+    """The column picker's entry for exactly `name`.
+
+    The search highlights the matched part of longer names too (`val_accuracy` inside
+    `val_accuracy_last5_range`), so an exact text match alone can be a fragment of another entry: take the
+    match whose parent holds nothing else.
+    """
+    candidates = menu.get_by_text(name, exact=True)
+    for index in range(candidates.count()):
+        item = candidates.nth(index)
+        if item.evaluate("element => element.parentElement.innerText.trim()") == name:
+            return item
+    return candidates.last
 
 
 def shown_metrics(page) -> dict[str, float]:

@@ -140,7 +140,8 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
                 assert_shown_equals_recorded(shown, recorded, where)
             elif kind == "study":
                 recorded = {key: float(best[key]) for key in ("n_complete", "n_pruned", "n_failed")}
-                recorded[f"best_{best['objective']}"] = float(best["best_value"])
+                if best["best_value"] is not None:  # None when every trial was pruned (e.g. none fitted)
+                    recorded[f"best_{best['objective']}"] = float(best["best_value"])
                 if best.get("train_val_gap") is not None:
                     recorded["best_train_val_gap"] = float(best["train_val_gap"])
                 assert_shown_equals_recorded(shown, recorded, where)

@@ -60,7 +60,7 @@ def wait_for_epochs(uri: str, process: subprocess.Popen, epochs: int, timeout: f
         except Exception:  # the store may be mid-migration on first use
             found = []
         if found:
-            history = MlflowClient(uri).get_metric_history(found[0].info.run_id, "loss")
+            history = MlflowClient(uri).get_metric_history(found[0].info.run_id, "epoch/loss")
             if len(history) >= epochs:
                 return found[0].info.run_id
         time.sleep(0.5)

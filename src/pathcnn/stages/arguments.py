@@ -16,7 +16,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, stage: str, split: bool
     if split:
         parser.add_argument("--split", type=Path, help="split file (default data/splits/<model>.csv)")
     if tuned:
-        parser.add_argument("--tuned", type=Path, help="best_params.json of the tune stage (optional)")
+        parser.add_argument(
+            "--tuned",
+            type=Path,
+            help="best_params.json of the tune stage (without it, `tuned` train fields take their start values)",
+        )
     parser.add_argument("--out", type=Path, help=f"output folder (default results/{stage}/<model>)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 

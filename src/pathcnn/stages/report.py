@@ -122,12 +122,24 @@ def did_not_fit_line(what: str, train_accuracy: float, bound: float | None) -> s
     )
 
 
+def unfitted_fold_lines(crossval: dict[str, Any]) -> list[str]:
+    """One did-not-fit finding per crossval fold whose CNN did not fit."""
+    folds = crossval.get("folds") or {}
+    return [
+        did_not_fit_line(
+            f"The CNN of fold {name}", folds[name]["cnn_train_accuracy"], folds[name].get("cnn_fit_chance_upper")
+        )
+        for name in unfitted_folds(crossval)
+    ]
+
+
 def findings(result: ModelResults, target: float | None) -> list[str]:
     """The reasons behind a model's numbers, each derived from measurements by an explicit rule."""
     lines: list[str] = []
     train, cnn = result.metrics["train"], result.stats.get("train")
     if not train or cnn is None:
         lines.append(f"{result.name}: the train stage has not produced metrics; nothing can be concluded about it.")
+        lines.extend(unfitted_fold_lines(result.metrics["crossval"]))
         if result.metrics["crossval"].get("status") == "not_possible":
             lines.append(f"Image-held-out cross-validation was not possible ({result.metrics['crossval']['reason']}).")
         return lines
@@ -150,13 +162,7 @@ def findings(result: ModelResults, target: float | None) -> list[str]:
         mean = crossval["cnn_mean_accuracy"]
         chance_inside = heldout["ci_low"] <= heldout["null_rate"]
         unfitted = unfitted_folds(crossval)
-        for name in unfitted:
-            fold = crossval["folds"][name]
-            lines.append(
-                did_not_fit_line(
-                    f"The CNN of fold {name}", fold["cnn_train_accuracy"], fold.get("cnn_fit_chance_upper")
-                )
-            )
+        lines.extend(unfitted_fold_lines(crossval))
         if unfitted:
             lines.append(
                 f"The held-out mean {number(mean)} includes {len(unfitted)} fold(s) that did not fit, so it is not "

@@ -36,12 +36,17 @@ def effective_train_params(params: Params, tuned_file: Path | None) -> tuple[Tra
     """The train values a fit uses: params.train, with the study's best value for each field set to `tuned`.
 
     Only fields set to `tuned` are taken from best_params.json; a field fixed in params.yaml keeps its value.
-    With train.use_tuned false (or no tuned field) the tuned fields keep their tune.space start values.
+    With train.use_tuned false or no tuned field, the tuned fields keep their tune.space start values; so they
+    do, with a line saying so, when no best-params file is given (a stage run by hand without --tuned; dvc.yaml
+    always passes it). The run's params record the values used either way.
     """
     train = params.train
     if not train.use_tuned or not params.tuned_fields:
         return train, {}
-    if tuned_file is None or not tuned_file.exists():
+    if tuned_file is None:
+        say(f"no --tuned file given: {', '.join(params.tuned_fields)} take their tune.space start values")
+        return train, {}
+    if not tuned_file.exists():
         raise ParamsError(f"{tuned_file}: best params of the tune stage not found; run `dvc repro` (it runs tune)")
     tuned = read_json(tuned_file)
     best = tuned.get("params", {})
