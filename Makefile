@@ -69,6 +69,6 @@ lock:  ## re-freeze requirements.lock from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pathcnn' > requirements.lock
 
 clean:  ## remove generated outputs (never data/raw, never mlflow.db or the study storage)
-	rm -rf data/patches data/splits models results/train results/baseline results/control results/crossval \
-		results/tune/model* results/summary reports/figures reports/report.md reports/report.html predictions \
+	rm -rf data/patches data/splits models results/train results/baseline results/control results/crossval results/nonsense \
+		results/tune/model* results/summary reports/figures reports/report.md reports/report.html reports/overview.png predictions \
 		dvc_plots

@@ -58,6 +58,8 @@ def shrink_params(params: dict) -> dict:
     for section in ("crossval", "control"):
         if section in params:
             params[section]["max_epochs"] = 1
+    if "crossval" in params:
+        params["crossval"]["seeds"] = 2
     if "report" in params:
         params["report"]["bootstrap_resamples"] = 100
     return params

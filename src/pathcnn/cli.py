@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("pathcnn.stages.baseline", "colour+texture logistic-regression baseline"),
     "control": ("pathcnn.stages.control", "label-permutation control (must be near chance)"),
     "crossval": ("pathcnn.stages.crossval", "leave-one-image-out cross-validation"),
+    "nonsense": ("pathcnn.stages.nonsense", "the nonsense-label control: classes that follow image identity"),
     "report": ("pathcnn.stages.report", "write reports/report.md and report.html"),
     "summary": ("pathcnn.stages.summary", "print a table of every model's metrics"),
     "compare": ("pathcnn.experiments", "DVC experiments side by side: changed params, headline metrics"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from skimage.color import rgb2gray, rgb2hed
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
@@ -10,7 +12,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pathcnn.errors import PathcnnError
-from pathcnn.patchsets import PatchArray
+from pathcnn.evaluation import Evaluation, evaluate_probabilities
+from pathcnn.patchsets import PatchArray, PatchSet
 
 MINIMUM_PATCH_SIZE = 16
 CHUNK_SIZE = 16
@@ -186,3 +189,22 @@ def predict_feature_classifier(model: Pipeline, features: np.ndarray, n_classes:
     if len(features):
         probabilities[:, classes] = model.predict_proba(features)
     return probabilities
+
+
+def set_features(sets: Mapping[str, PatchSet]) -> dict[str, np.ndarray]:
+    """Feature rows of every part (an empty part gets an empty matrix)."""
+    return {
+        part: patch_features(patch_set.patches) if len(patch_set) else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        for part, patch_set in sets.items()
+    }
+
+
+def fit_and_evaluate(
+    features: Mapping[str, np.ndarray], sets: Mapping[str, PatchSet], class_names: tuple[str, ...], seed: int
+) -> Evaluation:
+    """Fit the feature classifier on the training part and score every part like the CNN."""
+    classifier = fit_feature_classifier(features["train"], sets["train"].labels, seed)
+    probabilities = {
+        part: predict_feature_classifier(classifier, rows, len(class_names)) for part, rows in features.items()
+    }
+    return evaluate_probabilities(probabilities, sets, class_names)

@@ -5,6 +5,7 @@ Unknown keys, wrong types and out-of-range values stop with one line naming the 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from enum import StrEnum
@@ -128,11 +129,18 @@ class TrainParams(Section):
     dense_units: int = Field(32, ge=1, le=4096, description="Units of the dense layer.")
     head: Head = Field(Head.global_pool, description="global_pool or flatten.")
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate.")
+    warmup_epochs: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="The learning rate rises linearly from a tenth of learning_rate over this many epochs, then "
+        "stays (0 = off). Without it some fits collapsed to one constant output in their first steps.",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="Patches per step.")
     max_epochs: int = Field(30, ge=1, le=10_000, description="Upper bound on epochs.")
     patience: int = Field(6, ge=1, description="Early-stopping patience on validation loss.")
     augment: bool = Field(True, description="Random flips and 90-degree rotations.")
-    color_jitter: float = Field(0.0, ge=0.0, le=1.0, description="Stain/colour augmentation strength (0 = off).")
+    color_jitter: float = Field(0.5, ge=0.0, le=1.0, description="Stain/colour augmentation strength (0 = off).")
     class_weights: ClassWeights = Field(ClassWeights.balanced, description="balanced or none.")
     stain_normalization: StainNormalization = Field(
         StainNormalization.none, description="none or reinhard (per-image colour statistics to a fixed target)."
@@ -255,7 +263,7 @@ class Objective(StrEnum):
 class TuneParams(Section):
     """The Optuna study."""
 
-    n_trials: int = Field(6, ge=0, description="Finished (complete or pruned) trials the study should reach.")
+    n_trials: int = Field(8, ge=0, description="Finished (complete or pruned) trials the study should reach.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes started by one tune command.")
     max_epochs: int = Field(8, ge=1, description="Epoch budget of one trial.")
     objective: Objective = Field(Objective.val_loss, description="Validation metric optimised.")
@@ -270,7 +278,7 @@ class TuneParams(Section):
     @field_validator("space")
     @classmethod
     def _check_space(cls, value: dict[str, Any]) -> dict[str, Any]:
-        tunable = set(TrainParams.model_fields) - {"use_tuned", "max_epochs", "patience"}
+        tunable = set(TrainParams.model_fields) - {"use_tuned", "max_epochs", "patience", "warmup_epochs"}
         for name, dimension in value.items():
             if name not in tunable:
                 raise ValueError(f"{name}: not a tunable train field (choose from {sorted(tunable)})")
@@ -294,6 +302,17 @@ class CrossvalParams(Section):
     """Leave-one-image-out cross-validation."""
 
     max_epochs: int = Field(10, ge=1, description="Epoch budget per fold (smaller than train to fit the time budget).")
+    seeds: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="CNN fits per fold, seeded base.seed, base.seed + 1, ...: each fold reports their mean and range "
+        "(also the nonsense-label control's fits).",
+    )
+
+    def seed_list(self, base_seed: int) -> list[int]:
+        """The seeds of the repeated fits."""
+        return [base_seed + index for index in range(self.seeds)]
 
 
 class ControlParams(Section):
@@ -479,3 +498,38 @@ def check_models_have_images(params: Params, labels: set[str]) -> None:
                 f"params.yaml: models.{name}.classes: no images for class {', '.join(missing)} in data/raw "
                 f"(found classes: {', '.join(sorted(labels)) or 'none'})"
             )
+
+
+def effective_train_params(params: Params, tuned_file: Path | None) -> tuple[TrainParams, dict[str, Any]]:
+    """The train values a fit uses: params.train, with the study's best value for each field set to `tuned`.
+
+    Only fields set to `tuned` are taken from best_params.json; a field fixed in params.yaml keeps its value.
+    With train.use_tuned false or no tuned field, the tuned fields keep their tune.space start values; so they
+    do, with a line saying so, when no best-params file is given (a stage run by hand without --tuned; dvc.yaml
+    always passes it). The run's params record the values used either way.
+    """
+    train = params.train
+    if not train.use_tuned or not params.tuned_fields:
+        return train, {}
+    if tuned_file is None:
+        from pathcnn.console import say
+
+        say(f"no --tuned file given: {', '.join(params.tuned_fields)} take their tune.space start values")
+        return train, {}
+    if not tuned_file.exists():
+        raise ParamsError(f"{tuned_file}: best params of the tune stage not found; run `dvc repro` (it runs tune)")
+    tuned = json.loads(tuned_file.read_text())
+    best = tuned.get("params", {})
+    missing = [name for name in params.tuned_fields if name not in best]
+    if missing:
+        raise ParamsError(
+            f"{tuned_file}: no tuned value for {', '.join(missing)} (the study searched other fields); "
+            "re-run the tune stage"
+        )
+    try:
+        used = TrainParams.model_validate({**train.model_dump(), **{name: best[name] for name in params.tuned_fields}})
+    except ValueError as error:
+        raise ParamsError(
+            f"{tuned_file}: best params are not valid train params ({error}); re-run the tune stage"
+        ) from None
+    return used, tuned

@@ -97,3 +97,26 @@ def image_folds(labels: np.ndarray, image_ids: np.ndarray) -> list[Fold]:
         held = tuple(images[index % len(images)] for images in per_class.values())
         folds.append(Fold(name=f"fold{index + 1}", test_images=held))
     return folds
+
+
+def nonsense_classes(labels: np.ndarray, image_ids: np.ndarray) -> dict[str, str]:
+    """Each image's nonsense class: class k holds the k-th image (sorted) of every real class.
+
+    With A1, A2, B1, B2 the classes are A1+B1 and A2+B2: each has one image of each tissue, so its label
+    follows image identity and not tissue. A real class with more images than the smallest one cycles
+    through the nonsense classes. Raises when a class has fewer than 2 images.
+    """
+    labels, image_ids = np.asarray(labels), np.asarray(image_ids)
+    per_class = {label: sorted(set(image_ids[labels == label].tolist())) for label in sorted(set(labels.tolist()))}
+    count = min((len(images) for images in per_class.values()), default=0)
+    if count < 2 or len(per_class) < 2:
+        raise PathcnnError(
+            "cannot build nonsense-label classes: every class needs at least 2 images and there must be 2 classes "
+            f"(found {', '.join(f'{label} ({len(images)})' for label, images in per_class.items()) or 'none'})"
+        )
+    members: dict[int, list[str]] = {index: [] for index in range(count)}
+    for images in per_class.values():
+        for rank, image in enumerate(images):
+            members[rank % count].append(image)
+    names = {index: "+".join(images) for index, images in members.items()}
+    return {image: names[rank % count] for images in per_class.values() for rank, image in enumerate(images)}

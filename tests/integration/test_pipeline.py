@@ -44,6 +44,7 @@ def test_metrics_files_hold_the_four_accuracies(reproduced: Path) -> None:
             assert 0.0 <= metrics[key] <= 1.0, key
         assert sum(sum(row.values()) for row in metrics["confusion"].values()) == metrics["n_test"]
 
+
 def test_dvc_metrics_show_lists_each_models_headline_numbers_as_measured(reproduced: Path) -> None:
     """`dvc metrics show` lists only results/summary/<model>.json, each value the stage's own, unrounded."""
     shown = json.loads(run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout)
@@ -56,11 +57,15 @@ def test_dvc_metrics_show_lists_each_models_headline_numbers_as_measured(reprodu
         baseline = json.loads((results / "baseline" / model / "metrics.json").read_text())
         control = json.loads((results / "control" / model / "metrics.json").read_text())
         crossval = json.loads((results / "crossval" / model / "metrics.json").read_text())
+        nonsense = json.loads((results / "nonsense" / model / "metrics.json").read_text())
         assert headline["train"] == train["train_accuracy"] and headline["val"] == train["val_accuracy"]
         assert headline["test"] == train["test_accuracy"] and headline["majority"] == train["baseline_accuracy"]
         assert headline["features"] == baseline["test_accuracy"] and headline["shuffled"] == control["test_accuracy"]
         assert headline["held_out"] == crossval.get("cnn_mean_accuracy")
         assert headline["held_out_features"] == crossval.get("features_mean_accuracy")
+        assert headline["held_out_seed_range"] == crossval["cnn_max_seed_range"]
+        assert headline["nonsense_test"] == nonsense["patch_split"]["test_accuracy"]
+        assert headline["nonsense_held_out"] == nonsense["held_out"]["cnn_mean_accuracy"]
     table = run_command(["pathcnn", "summary"], reproduced).stdout
     assert f"{headline['test']:.3f}" in table
 
@@ -124,15 +129,24 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
             kind, shown = run.data.tags["kind"], headline_metrics(run)
             seen.add(kind)
             where = f"{model} {kind} run {run.info.run_name}"
-            if kind in {"train", "baseline", "control", "crossval"}:
+            if kind in {"train", "baseline", "control", "crossval", "nonsense"}:
                 recorded = flat_numbers(json.loads((results / kind / model / "metrics.json").read_text()))
                 if kind == "train":  # the registry's comparison is logged beside the stage's own numbers
                     shown.pop("previous_champion_test_accuracy", None)
                 assert_shown_equals_recorded(shown, recorded, where)
                 assert set(recorded) <= set(shown), f"{where}: {set(recorded) - set(shown)} not logged"
-            elif kind == "crossval-fold":
+            elif kind == "crossval-fold":  # one fit of one fold with one seed
                 folds = json.loads((results / "crossval" / model / "metrics.json").read_text())["folds"]
-                assert_shown_equals_recorded(shown, flat_numbers(folds[run.data.tags["fold"]]), where)
+                record = folds[run.data.tags["fold"]]["seeds"][f"seed{run.data.tags['seed']}"]
+                assert_shown_equals_recorded(shown, flat_numbers(record), where)
+            elif kind == "nonsense-fit":  # a nonsense-label fit: on the patch split, or one fold, with one seed
+                nonsense = json.loads((results / "nonsense" / model / "metrics.json").read_text())
+                seed = f"seed{run.data.tags['seed']}"
+                if run.data.tags["evaluation"] == "patch_split":
+                    record = nonsense["patch_split"]["seeds"][seed]
+                else:
+                    record = nonsense["held_out"]["folds"][run.data.tags["fold"]]["seeds"][seed]
+                assert_shown_equals_recorded(shown, flat_numbers(record), where)
             elif kind == "trial":
                 row = trials.loc[int(run.data.tags["trial_number"])]
                 recorded = {key: float(row[key]) for key in ("train_accuracy", "val_accuracy", "train_val_gap")}
@@ -147,4 +161,5 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
                 assert_shown_equals_recorded(shown, recorded, where)
             else:
                 raise AssertionError(f"{where}: a run kind this test does not check")
-    assert {"train", "baseline", "control", "crossval", "crossval-fold", "trial", "study"} <= seen
+    kinds = {"train", "baseline", "control", "crossval", "crossval-fold", "nonsense", "nonsense-fit", "trial", "study"}
+    assert kinds <= seen

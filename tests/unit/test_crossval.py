@@ -1,4 +1,4 @@
-"""Leave-one-image-out cross-validation and the permutation control, with the CNN replaced by a stub."""
+"""Leave-one-image-out cross-validation, nonsense-label classes and the permutation control, CNN stubbed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathcnn.crossvalidation import crossvalidate, folds_or_reason
 from pathcnn.evaluation import evaluate_probabilities
 from pathcnn.patchsets import PatchSet
+from pathcnn.splits import nonsense_classes
 from pathcnn.stages.control import leak_suspected, permuted_sets
-from pathcnn.stages.crossval import crossvalidate, folds_or_reason
 
 CLASSES = ("A", "B")
 
@@ -28,13 +29,13 @@ def test_every_fold_holds_out_whole_images_and_each_patch_is_tested_once() -> No
     assert reason is None and len(folds) == 2
     seen: dict[str, dict[str, set[str]]] = {}
 
-    def stub_cnn(fold, masks):  # noqa: ANN001, ANN202 - the FoldTrainer signature
+    def stub_cnn(fold, masks, seed):  # noqa: ANN001, ANN202 - the FoldTrainer signature
         sets = {part: full.subset(mask) for part, mask in masks.items()}
         seen[fold.name] = {part: set(s.frame["image_id"]) for part, s in sets.items()}
         probabilities = {part: np.tile([0.5, 0.5], (len(s), 1)) for part, s in sets.items()}
         return evaluate_probabilities(probabilities, sets, CLASSES), {}
 
-    metrics, predictions = crossvalidate(full, CLASSES, folds, 0.2, 1, stub_cnn)
+    metrics, predictions = crossvalidate(full, CLASSES, folds, 0.2, 1, [1], stub_cnn)
     for fold in folds:
         parts = seen[fold.name]
         assert parts["test"] == set(fold.test_images)
@@ -46,6 +47,49 @@ def test_every_fold_holds_out_whole_images_and_each_patch_is_tested_once() -> No
     assert metrics["cnn_mean_accuracy"] == pytest.approx(
         np.mean([f["cnn_accuracy"] for f in metrics["folds"].values()])
     )
+
+
+def test_each_fold_reports_the_mean_and_range_of_its_seeds_and_names_unfitted_fits() -> None:
+    """Seed 7 calls every test patch right, seed 8 every one wrong and fails to fit: mean 0.5, range 1.0."""
+    full = synthetic({"A1": 6, "A2": 6, "B1": 6, "B2": 6})
+    folds, _ = folds_or_reason(full.frame, CLASSES)
+
+    def stub_cnn(fold, masks, seed):  # noqa: ANN001, ANN202 - the FoldTrainer signature
+        sets = {part: full.subset(mask) for part, mask in masks.items()}
+        right = seed == 7
+        probabilities = {part: np.eye(2)[s.labels if right else 1 - s.labels] for part, s in sets.items()}
+        return evaluate_probabilities(probabilities, sets, CLASSES), {"epochs": seed}
+
+    metrics, predictions = crossvalidate(full, CLASSES, folds, 0.2, 1, [7, 8], stub_cnn, features=False)
+    for fold in metrics["folds"].values():
+        assert (fold["cnn_accuracy"], fold["cnn_accuracy_min"], fold["cnn_accuracy_max"]) == (0.5, 0.0, 1.0)
+        assert fold["cnn_accuracy_range"] == 1.0
+        assert fold["seeds"]["seed7"]["cnn_accuracy"] == 1.0 and fold["seeds"]["seed8"]["cnn_accuracy"] == 0.0
+        assert (fold["seeds"]["seed7"]["cnn_fit"], fold["seeds"]["seed8"]["cnn_fit"]) == ("ok", "failed")
+        assert fold["cnn_fit"] == "failed" and fold["cnn_fits_failed"] == 1
+        assert fold["cnn_epochs"] == 7.5
+        assert "features_accuracy" not in fold
+    assert metrics["cnn_folds_not_fitted"] == ["fold1/seed8", "fold2/seed8"]
+    assert metrics["cnn_max_seed_range"] == 1.0 and metrics["seeds"] == [7, 8]
+    assert metrics["features_mean_accuracy"] is None
+    assert set(predictions["seed"]) == {7, 8} and set(predictions["method"]) == {"cnn"}
+
+
+def test_nonsense_classes_hold_one_image_of_each_real_class() -> None:
+    labels = np.array(["A", "A", "B", "B", "A", "B"])
+    images = np.array(["A2", "A1", "B1", "B2", "A1", "B2"])
+    assert nonsense_classes(labels, images) == {"A1": "A1+B1", "B1": "A1+B1", "A2": "A2+B2", "B2": "A2+B2"}
+    # The folds of the nonsense classes never train and test on one image.
+    frame = pd.DataFrame({"label": pd.Series(images).map(nonsense_classes(labels, images)), "image_id": images})
+    folds, reason = folds_or_reason(frame, ("A1+B1", "A2+B2"))
+    assert reason is None and [fold.test_images for fold in folds] == [("A1", "A2"), ("B1", "B2")]
+
+
+def test_nonsense_classes_need_two_images_per_class() -> None:
+    from pathcnn.errors import PathcnnError
+
+    with pytest.raises(PathcnnError, match=r"at least 2 images .*A \(1\), B \(2\)"):
+        nonsense_classes(np.array(["A", "B", "B"]), np.array(["A1", "B1", "B2"]))
 
 
 def test_a_class_with_one_image_cannot_be_cross_validated() -> None:

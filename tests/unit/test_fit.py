@@ -1,17 +1,15 @@
-"""The fit check, batch-norm statistics for inference, and the report's did-not-fit rule."""
+"""The fit check and batch-norm statistics for inference (the report's did-not-fit rule: test_findings.py)."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import binom
 
 from pathcnn.metrics import chance_upper_bound, fit_status
 from pathcnn.models import make_model
 from pathcnn.params import TrainParams
-from pathcnn.stages.report import ModelResults, findings, unfitted_folds
 from pathcnn.training import batch_norm_layers, recompute_batch_norm_statistics
 
 
@@ -47,52 +45,12 @@ def test_batch_norm_statistics_are_those_of_the_layer_inputs_at_inference():
     assert np.allclose(second.moving_mean, inputs.reshape(-1, inputs.shape[-1]).mean(axis=0), atol=1e-5)
 
 
-def results_with_folds(folds: dict[str, dict], train_fit: str = "ok") -> ModelResults:
-    train = {
-        "train_accuracy": 0.99 if train_fit == "ok" else 0.5,
-        "val_accuracy": 0.97,
-        "test_accuracy": 1.0,
-        "baseline_accuracy": 0.5,
-        "fit": train_fit,
-        "fit_chance_upper": 0.55,
-    }
-    crossval = {"status": "ok", "cnn_mean_accuracy": float(np.mean([f["cnn_accuracy"] for f in folds.values()]))}
-    crossval["folds"] = folds
-    metrics = {"train": train, "baseline": {}, "control": {}, "crossval": crossval}
-    results = ModelResults("model1", ("A", "B"), metrics, {stage: pd.DataFrame() for stage in metrics})
-    results.stats["train"] = {"accuracy": 1.0}
-    results.stats["crossval_cnn"] = {
-        "accuracy": crossval["cnn_mean_accuracy"],
-        "ci_low": 0.55,
-        "ci_high": 0.8,
-        "null_rate": 0.5,
-        "image_correct": 2,
-        "image_n": 4,
-    }
-    return results
+def test_learning_rate_warms_up_linearly_from_a_tenth_then_stays() -> None:
+    from pathcnn.params import TrainParams
+    from pathcnn.training import learning_rate_schedule
 
-
-def fold(accuracy: float, fit: str, train_accuracy: float) -> dict:
-    return {
-        "cnn_accuracy": accuracy,
-        "cnn_fit": fit,
-        "cnn_train_accuracy": train_accuracy,
-        "cnn_fit_chance_upper": 0.55,
-    }
-
-
-def test_a_fold_that_did_not_fit_is_reported_as_such_never_as_memorisation():
-    folds = {"fold1": fold(0.766, "ok", 0.98), "fold2": fold(0.5, "failed", 0.488)}
-    assert unfitted_folds({"folds": folds}) == ["fold2"]
-    text = " ".join(findings(results_with_folds(folds), None))
-    assert "The CNN of fold fold2 did not fit" in text and "0.488" in text
-    assert "memorisation." not in text and "reflects within-image memorisation" not in text
-    fitted = {"fold1": fold(0.766, "ok", 0.98), "fold2": fold(0.5, "ok", 0.93)}
-    text = " ".join(findings(results_with_folds(fitted), None))
-    assert "did not fit" not in text and "memorisation" in text  # the same numbers, fitted: the old rule speaks
-
-
-def test_a_final_model_that_did_not_fit_says_so():
-    folds = {"fold1": fold(0.9, "ok", 0.98)}
-    text = " ".join(findings(results_with_folds(folds, train_fit="failed"), None))
-    assert "The final CNN did not fit" in text and "underfits" not in text
+    params = TrainParams(learning_rate=1e-3, warmup_epochs=2, batch_size=10)
+    schedule = learning_rate_schedule(params, train_count=45)  # 5 steps per epoch: 10 warm-up steps
+    rates = [float(schedule(step)) for step in (0, 5, 10, 11, 1000)]
+    assert rates == pytest.approx([1e-4, 5.5e-4, 1e-3, 1e-3, 1e-3], rel=1e-5)
+    assert learning_rate_schedule(params.model_copy(update={"warmup_epochs": 0}), 45) == 1e-3

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pathcnn.artifacts import write_csv, write_json
 from pathcnn.console import say
-from pathcnn.evaluation import Evaluation, evaluate_probabilities
-from pathcnn.features import FEATURE_NAMES, fit_feature_classifier, patch_features, predict_feature_classifier
+from pathcnn.features import FEATURE_NAMES, fit_and_evaluate, set_features
 from pathcnn.params import load_params
-from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.patchsets import read_split, split_sets
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 from pathcnn.stain import normalize_sets
-
-
-def set_features(sets: Mapping[str, PatchSet]) -> dict[str, np.ndarray]:
-    """Feature rows of every part (an empty part gets an empty matrix)."""
-    return {
-        part: patch_features(patch_set.patches) if len(patch_set) else np.zeros((0, len(FEATURE_NAMES)), np.float32)
-        for part, patch_set in sets.items()
-    }
-
-
-def fit_and_evaluate(
-    features: Mapping[str, np.ndarray], sets: Mapping[str, PatchSet], class_names: tuple[str, ...], seed: int
-) -> Evaluation:
-    """Fit the feature classifier on the training part and score every part like the CNN."""
-    classifier = fit_feature_classifier(features["train"], sets["train"].labels, seed)
-    probabilities = {
-        part: predict_feature_classifier(classifier, rows, len(class_names)) for part, rows in features.items()
-    }
-    return evaluate_probabilities(probabilities, sets, class_names)
 
 
 def run(model_name: str, patches_dir: Path, split_file: Path, out_dir: Path, params_path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pandas as pd
 from pathcnn.artifacts import write_csv, write_json
 from pathcnn.console import say
 from pathcnn.metrics import image_level
-from pathcnn.params import load_params
+from pathcnn.params import effective_train_params, load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 from pathcnn.stats import binomial_p_value, chance_rate
@@ -84,7 +84,7 @@ def run(
 ) -> dict[str, Any]:
     """Train the shuffled-label CNNs of one model, log them and write metrics.json and predictions.csv."""
     from pathcnn import tracking
-    from pathcnn.stages.train import effective_train_params, train_and_evaluate
+    from pathcnn.training import train_and_evaluate
 
     params = load_params(params_path)
     class_names = params.model(model_name).classes

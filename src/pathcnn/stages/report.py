@@ -1,7 +1,7 @@
-"""Stage `report`: reports/report.md and a self-contained report.html, built only from the metrics files.
+"""Stage `report`: reports/report.md, a self-contained report.html and reports/overview.png, from the results.
 
-Every number is read from results/ (or computed from the stored predictions); the answers to the three
-questions follow explicit rules over those numbers, written out in `findings`.
+Every number is read from results/ (or computed from the stored predictions); the conclusions are the rules in
+`pathcnn.findings`. A missing or unreadable input stops the stage with one line before anything is written.
 """
 
 from __future__ import annotations
@@ -15,21 +15,30 @@ from typing import Any
 
 import pandas as pd
 
+from pathcnn import findings as rules
 from pathcnn.artifacts import atomic_directory, atomic_path
 from pathcnn.console import say
-from pathcnn.figures import confusion_figure, save_figure
+from pathcnn.errors import PathcnnError
+from pathcnn.figures import Column, Estimate, Panel, confusion_figure, overview_figure, save_figure
 from pathcnn.params import Params, load_params
 from pathcnn.patchsets import read_manifest
 from pathcnn.reporting import example_grid, interval, markdown_to_html, number, p_value, table
-from pathcnn.significance import best_possible_image_p_value, paired_comparison, prediction_statistics
-from pathcnn.stats import chance_rate
+from pathcnn.significance import paired_comparison, prediction_statistics
 
-STAGES = ("train", "baseline", "control", "crossval")
+STAGES = ("train", "baseline", "control", "crossval", "nonsense")
+WITH_PREDICTIONS = ("train", "baseline", "control", "crossval")  # the stages whose predictions the report reads
+# Keys a stage's metrics.json must hold when its status is ok (files of an older format lack them).
+REQUIRED_KEYS = {
+    "train": ("test_accuracy", "train_accuracy", "val_accuracy", "train_val_gap", "baseline_accuracy"),
+    "baseline": ("test_accuracy", "baseline_accuracy"),
+    "control": ("test_accuracy", "chance_accuracy", "image_calls", "image_calls_correct", "image_p_value"),
+    "crossval": ("folds", "seeds", "cnn_mean_accuracy", "cnn_max_seed_range", "features_mean_accuracy"),
+    "nonsense": ("classes", "seeds", "patch_split", "held_out"),
+}
+PREDICTION_COLUMNS = ("patch_id", "image_id", "label", "predicted")
 FIGURES = Path("figures") / "report"
-SIGNIFICANCE = 0.05
-MEMORISATION_DROP = 0.10  # patch-split minus image-held-out accuracy above this: within-image memorisation
-OVERFIT_GAP = 0.10
-FOLD_DISAGREEMENT = 0.20
+OVERVIEW = Path("overview.png")
+COLOURS = {"cnn": "tab:blue", "features": "tab:orange", "nonsense": "tab:gray", "shuffled": "tab:red"}
 
 
 @dataclass
@@ -41,255 +50,219 @@ class ModelResults:
     metrics: dict[str, dict[str, Any]]
     predictions: dict[str, pd.DataFrame]
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    comparison: dict[str, Any] | None = None
-    heldout_comparison: dict[str, Any] | None = None
+    comparison: dict[str, Any] = field(default_factory=dict)  # McNemar, CNN vs features on the patch split
+    held_out_images: int = 0
 
     @property
     def crossval_ok(self) -> bool:
         return self.metrics["crossval"].get("status") == "ok"
 
     @property
-    def chance(self) -> float:
-        return chance_rate(self.metrics["train"].get("baseline_accuracy", 0.0), len(self.classes))
+    def nonsense_ok(self) -> bool:
+        return self.metrics["nonsense"].get("status") == "ok"
+
+    @property
+    def nonsense_held_out_ok(self) -> bool:
+        return self.nonsense_ok and self.metrics["nonsense"]["held_out"].get("status") == "ok"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+# ---------------------------------------------------------------- inputs
+
+
+def input_error(path: Path, problem: str) -> PathcnnError:
+    """The one-line error for a stage output the report cannot use."""
+    return PathcnnError(f"{path}: {problem}; run `dvc repro` (the report needs every stage's results)")
+
+
+def read_metrics(path: Path, stage: str) -> dict[str, Any]:
+    """A stage's metrics.json; status not_possible needs only its reason."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise input_error(path, "missing") from None
+    except (OSError, ValueError) as error:
+        raise input_error(path, f"unreadable ({str(error).splitlines()[0]})") from None
+    if not isinstance(record, dict):
+        raise input_error(path, "not a JSON object")
+    keys = REQUIRED_KEYS[stage] if record.get("status", "ok") == "ok" else ("reason",)
+    absent = [key for key in keys if key not in record]
+    if absent:
+        raise input_error(path, f"lacks {', '.join(absent)} (written by an older version?)")
+    return record
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A stage's predictions.csv, with at least one row and the columns the report reads."""
     try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise input_error(path, "missing") from None
+    except (OSError, ValueError) as error:
+        raise input_error(path, f"unreadable ({str(error).splitlines()[0]})") from None
+    absent = [column for column in PREDICTION_COLUMNS if column not in frame]
+    if absent or frame.empty:
+        raise input_error(path, f"lacks columns {', '.join(absent)}" if absent else "has no rows")
+    return frame
+
+
+def read_model(results_dir: Path, name: str) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
+    """Every stage's metrics of one model and the predictions the report needs; PathcnnError if any is unusable."""
+    metrics = {stage: read_metrics(results_dir / stage / name / "metrics.json", stage) for stage in STAGES}
+    predictions = {
+        stage: read_predictions(results_dir / stage / name / "predictions.csv")
+        for stage in WITH_PREDICTIONS
+        if metrics[stage].get("status", "ok") == "ok"
+    }
+    return metrics, predictions
+
+
+def per_seed_images(frame: pd.DataFrame) -> pd.DataFrame:
+    """Image ids made unique per seed, so that each seed's fits call each held-out image once."""
+    return frame.assign(image_id="seed" + frame["seed"].astype(str) + "/" + frame["image_id"])
 
 
 def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params: Params) -> ModelResults:
-    """Read every stage's metrics and predictions of one model and compute the statistics."""
-    metrics = {stage: _read_json(results_dir / stage / name / "metrics.json") for stage in STAGES}
-    predictions = {stage: _read_csv(results_dir / stage / name / "predictions.csv") for stage in STAGES}
+    """Read one model's results and compute the statistics."""
+    metrics, predictions = read_model(results_dir, name)
     results = ModelResults(name, classes, metrics, predictions)
     resamples, seed = params.report.bootstrap_resamples, params.base.seed
     for stage in ("train", "baseline", "control"):
         frame = predictions[stage]
-        if not frame.empty and metrics[stage]:
-            if "permutation" in frame:  # the control's models: each permutation calls each image once
-                frame = frame.assign(image_id=frame["permutation"] + "/" + frame["image_id"])
-            null = metrics[stage]["baseline_accuracy"]
-            results.stats[stage] = prediction_statistics(frame, classes, null, resamples, seed)
-    if not predictions["train"].empty and not predictions["baseline"].empty:
-        results.comparison = paired_comparison(predictions["train"], predictions["baseline"])
-    if results.crossval_ok and not predictions["crossval"].empty:
+        if "permutation" in frame:  # the control's models: each permutation calls each image once
+            frame = frame.assign(image_id=frame["permutation"] + "/" + frame["image_id"])
+        results.stats[stage] = prediction_statistics(
+            frame, classes, metrics[stage]["baseline_accuracy"], resamples, seed
+        )
+    results.comparison = paired_comparison(predictions["train"], predictions["baseline"])
+    if results.crossval_ok:
         folds = metrics["crossval"]["folds"]
         pooled = predictions["crossval"]
-        # Pooled over folds, each patch tested once; the null rate is the folds' majority rates weighted by size.
+        # Pooled over folds (each patch tested once per fit); null rate: the folds' majority rates weighted by size.
         null = sum(f["baseline_accuracy"] * f["n_test"] for f in folds.values()) / sum(
             f["n_test"] for f in folds.values()
         )
-        for method in ("cnn", "features"):
-            subset = pooled[pooled["method"] == method]
-            results.stats[f"crossval_{method}"] = prediction_statistics(subset, classes, null, resamples, seed)
-        results.heldout_comparison = paired_comparison(
-            pooled[pooled["method"] == "cnn"].assign(patch_id=lambda f: f["fold"] + "/" + f["patch_id"]),
-            pooled[pooled["method"] == "features"].assign(patch_id=lambda f: f["fold"] + "/" + f["patch_id"]),
-        )
+        cnn = pooled[pooled["method"] == "cnn"]
+        results.held_out_images = int(cnn["image_id"].nunique())
+        results.stats["crossval_cnn"] = prediction_statistics(per_seed_images(cnn), classes, null, resamples, seed)
+        features = pooled[pooled["method"] == "features"]
+        results.stats["crossval_features"] = prediction_statistics(features, classes, null, resamples, seed)
     return results
 
 
-# ---------------------------------------------------------------- findings (rules over the numbers)
+# ---------------------------------------------------------------- findings (the rules live in pathcnn.findings)
 
 
-def winner(comparison: dict[str, Any]) -> str:
-    """Which side of a CNN-vs-features McNemar comparison was right more often alone."""
-    return "CNN" if comparison["only_first_correct"] > comparison["only_second_correct"] else "feature baseline"
-
-
-def unfitted_folds(crossval: dict[str, Any]) -> list[str]:
-    """The crossval folds whose CNN did not fit its own training patches (fit 'failed')."""
-    return [name for name, fold in (crossval.get("folds") or {}).items() if fold.get("cnn_fit") == "failed"]
-
-
-def did_not_fit_line(what: str, train_accuracy: float, bound: float | None) -> str:
-    """The finding for a fit whose training accuracy lies within chance: not memorisation, not generalisation."""
-    within = f" (chance reaches up to {number(bound)})" if bound is not None else ""
-    return (
-        f"{what} did not fit: its accuracy on its own training patches, {number(train_accuracy)}, lies within "
-        f"chance{within}. Its other figures describe an untrained network, neither memorisation nor "
-        "generalisation."
+def held_out_findings(result: ModelResults, target: float | None) -> list[str]:
+    """What the image-held-out folds show: fits, memorisation, folds, target, images, CNN vs features."""
+    crossval = result.metrics["crossval"]
+    if not result.crossval_ok:
+        return [rules.not_possible("Image-held-out cross-validation", crossval["reason"])]
+    unfitted = rules.unfitted_fit_lines(crossval)
+    mean, spread = crossval["cnn_mean_accuracy"], crossval["cnn_max_seed_range"]
+    pooled = result.stats["crossval_cnn"]
+    folds = rules.fold_means(crossval)
+    return unfitted + rules.lines(
+        rules.unfitted_mean(mean, len(unfitted), rules.fit_count(crossval)),
+        rules.held_out_at_chance(pooled["accuracy"], pooled["ci_low"], pooled["ci_high"], pooled["null_rate"]),
+        rules.memorisation(result.metrics["train"]["test_accuracy"], mean, all_fitted=not unfitted),
+        rules.fold_disagreement(folds, spread),
+        rules.target_met(folds, target),
+        rules.image_level(pooled["image_correct"], pooled["image_n"], result.held_out_images, len(result.classes)),
+        rules.cnn_vs_features_held_out(mean, crossval["features_mean_accuracy"], spread),
     )
 
 
-def unfitted_fold_lines(crossval: dict[str, Any]) -> list[str]:
-    """One did-not-fit finding per crossval fold whose CNN did not fit."""
-    folds = crossval.get("folds") or {}
-    return [
-        did_not_fit_line(
-            f"The CNN of fold {name}", folds[name]["cnn_train_accuracy"], folds[name].get("cnn_fit_chance_upper")
+def nonsense_findings(result: ModelResults) -> list[str]:
+    """What the nonsense-label control gives the patch-split metric, and whether the real labels clear its floor."""
+    nonsense = result.metrics["nonsense"]
+    if not result.nonsense_ok:
+        return [rules.not_possible("The nonsense-label control", nonsense["reason"])]
+    patch = nonsense["patch_split"]
+    found = [
+        rules.nonsense_patch_split(
+            patch["test_accuracy"],
+            patch["test_accuracy_min"],
+            patch["test_accuracy_max"],
+            patch["baseline_accuracy"],
+            patch["fits_failed"],
+            len(nonsense["seeds"]),
         )
-        for name in unfitted_folds(crossval)
+    ]
+    held = nonsense["held_out"]
+    if not result.crossval_ok:
+        return found
+    if not result.nonsense_held_out_ok:
+        return found + [rules.nonsense_floor_unknown(held["reason"])]
+    crossval = result.metrics["crossval"]
+    return found + [
+        rules.nonsense_floor(
+            crossval["cnn_mean_accuracy"],
+            held["cnn_mean_accuracy"],
+            rules.seed_spread(crossval, held),
+            len(held["cnn_folds_not_fitted"]),
+            rules.fit_count(held),
+            len(crossval["cnn_folds_not_fitted"]),
+        )
     ]
 
 
 def findings(result: ModelResults, target: float | None) -> list[str]:
-    """The reasons behind a model's numbers, each derived from measurements by an explicit rule."""
-    lines: list[str] = []
-    train, cnn = result.metrics["train"], result.stats.get("train")
-    if not train or cnn is None:
-        lines.append(f"{result.name}: the train stage has not produced metrics; nothing can be concluded about it.")
-        lines.extend(unfitted_fold_lines(result.metrics["crossval"]))
-        if result.metrics["crossval"].get("status") == "not_possible":
-            lines.append(f"Image-held-out cross-validation was not possible ({result.metrics['crossval']['reason']}).")
-        return lines
-    patch_accuracy = train["test_accuracy"]
-    if train.get("train_val_gap", 0.0) > OVERFIT_GAP:
-        lines.append(
-            f"Training accuracy exceeds validation accuracy by {number(train['train_val_gap'])} "
-            f"(more than {number(OVERFIT_GAP, 2)}): the CNN overfits its training patches."
+    """The reasons behind a model's numbers, each from a rule in pathcnn.findings."""
+    train, comparison = result.metrics["train"], result.comparison
+    return (
+        rules.lines(
+            rules.overfitting(train["train_val_gap"]),
+            rules.did_not_fit("The final CNN", train["train_accuracy"], train.get("fit_chance_upper")),
         )
-    if train.get("fit") == "failed":
-        lines.append(did_not_fit_line("The final CNN", train["train_accuracy"], train.get("fit_chance_upper")))
-    elif "fit" not in train and train.get("train_accuracy", 1.0) <= result.chance + 0.05:
-        lines.append(
-            f"Training accuracy {number(train['train_accuracy'])} is close to chance ({number(result.chance)}): "
-            "the CNN underfits (it did not learn even its training patches)."
-        )
-    heldout = result.stats.get("crossval_cnn")
-    if result.crossval_ok and heldout is not None:
-        crossval = result.metrics["crossval"]
-        mean = crossval["cnn_mean_accuracy"]
-        chance_inside = heldout["ci_low"] <= heldout["null_rate"]
-        unfitted = unfitted_folds(crossval)
-        lines.extend(unfitted_fold_lines(crossval))
-        if unfitted:
-            lines.append(
-                f"The held-out mean {number(mean)} includes {len(unfitted)} fold(s) that did not fit, so it is not "
-                "read as within-image memorisation or as generalisation; fix the fit first."
-            )
-        elif chance_inside:
-            lines.append(
-                f"On held-out images the CNN scores {number(heldout['accuracy'])} (95% CI "
-                f"{interval(heldout['ci_low'], heldout['ci_high'])}), an interval that contains the majority rate "
-                f"{number(heldout['null_rate'])}: it cannot be told from chance on unseen images, so the patch-split "
-                f"test accuracy {number(patch_accuracy)} reflects within-image memorisation."
-            )
-        elif patch_accuracy - mean > MEMORISATION_DROP:
-            lines.append(
-                f"Test accuracy falls from {number(patch_accuracy)} (patch split) to a mean of {number(mean)} on "
-                f"held-out images (more than {number(MEMORISATION_DROP, 2)} lower): part of the patch-split figure is "
-                "within-image memorisation (patches of one image sit in both train and test)."
-            )
-        else:
-            lines.append(
-                f"Held-out-image accuracy (mean {number(mean)}, pooled 95% CI "
-                f"{interval(heldout['ci_low'], heldout['ci_high'])}) stays within {number(MEMORISATION_DROP, 2)} of "
-                f"the patch-split test accuracy {number(patch_accuracy)}: little sign of within-image memorisation."
-            )
-        fold_values = [fold["cnn_accuracy"] for fold in crossval["folds"].values()]
-        if max(fold_values) - min(fold_values) > FOLD_DISAGREEMENT:
-            lines.append(
-                "The folds disagree ("
-                + ", ".join(f"{name} {number(f['cnn_accuracy'])}" for name, f in crossval["folds"].items())
-                + "): accuracy depends on which image is held out, and with this few images the report cannot say "
-                "which fold is typical."
-            )
-        if target is not None:
-            met = all(value >= target for value in fold_values)
-            lines.append(
-                f"Target (every fold >= {number(target, 2)} on held-out images): "
-                + ("met." if met else f"not met (CNN per fold: {', '.join(number(v) for v in fold_values)}).")
-            )
-        images = heldout["image_n"]
-        lines.append(
-            f"Image level: {heldout['image_correct']} of {images} held-out images classified correctly by mean "
-            f"patch probability; even all {images} correct would give p = "
-            f"{p_value(best_possible_image_p_value(images, 1.0 / len(result.classes)))} against guessing, so with this "
-            "few images no image-level claim reaches significance, and patch-level p-values (which treat "
-            "patches of one image as independent) overstate the evidence."
-        )
-    elif not result.crossval_ok:
-        reason = result.metrics["crossval"].get("reason", "the crossval stage has not run")
-        lines.append(
-            f"Image-held-out cross-validation was not possible ({reason}); whether the patch-split accuracy "
-            "generalises to new images cannot be concluded."
-        )
-    if result.comparison is not None and "baseline" in result.stats:
-        features = result.stats["baseline"]
-        comparison = result.comparison
-        if comparison["p_value"] >= SIGNIFICANCE:
-            lines.append(
-                f"On the patch-split test patches the CNN ({number(cnn['accuracy'])}) does not differ significantly "
-                f"from the colour/texture baseline ({number(features['accuracy'])}; McNemar p = "
-                f"{p_value(comparison['p_value'])})."
-            )
-        else:
-            lines.append(
-                f"On the patch-split test patches the {winner(comparison)} is significantly better "
-                f"(CNN {number(cnn['accuracy'])}, features {number(features['accuracy'])}; "
-                f"McNemar p = {p_value(comparison['p_value'])})."
-            )
-    if result.heldout_comparison is not None:
-        crossval = result.metrics["crossval"]
-        comparison = result.heldout_comparison
-        verdict = (
-            "do not differ significantly"
-            if comparison["p_value"] >= SIGNIFICANCE
-            else f"differ significantly, in favour of the {winner(comparison)}"
-        )
-        lines.append(
-            f"On held-out images the CNN (mean {number(crossval['cnn_mean_accuracy'])}) and the feature baseline "
-            f"(mean {number(crossval['features_mean_accuracy'])}) {verdict} (McNemar p = "
-            f"{p_value(comparison['p_value'])})."
-        )
-    control = result.metrics["control"]
-    if control:
-        if control.get("leak_suspected"):
-            lines.append(
-                f"WARNING: the shuffled-label control scores {number(control['test_accuracy'])}, more than "
-                f"{number(control['chance_margin'], 2)} above chance ({number(control['chance_accuracy'])}), and is "
-                f"right on {control['image_calls_correct']} of {control['image_calls']} image calls (p = "
-                f"{p_value(control['image_p_value'])}): the evaluation leaks information; the test accuracies above "
-                "are not trustworthy."
-            )
-        else:
-            spread = ", ".join(number(value) for value in control.get("permutation_accuracies", {}).values())
-            lines.append(
-                f"The shuffled-label control scores {number(control['test_accuracy'])} (mean of {spread}; chance "
-                f"{number(control['chance_accuracy'])}; {control['image_calls_correct']} of {control['image_calls']} "
-                f"image calls right, p = {p_value(control['image_p_value'])}): no sign that labels leak through the "
-                "split or the pipeline. Single shuffled models swing widely because test patches cluster by image."
-            )
-    return lines
+        + held_out_findings(result, target)
+        + nonsense_findings(result)
+        + [
+            rules.cnn_vs_features_patch_split(
+                result.stats["train"]["accuracy"],
+                result.stats["baseline"]["accuracy"],
+                comparison["only_first_correct"],
+                comparison["only_second_correct"],
+                comparison["p_value"],
+            ),
+            rules.shuffled_control(result.metrics["control"]),
+        ]
+    )
 
 
-def best_model(results: list[ModelResults]) -> tuple[ModelResults, str]:
-    """The best model and the criterion: image-held-out CNN accuracy when every model has it, else patch split."""
-    if all(r.crossval_ok for r in results):
-        return max(results, key=lambda r: r.metrics["crossval"]["cnn_mean_accuracy"]), "held-out"
-    scored = [r for r in results if r.metrics["train"]]
-    return max(scored, key=lambda r: r.metrics["train"]["test_accuracy"]), "patch"
+def ranking(results: list[ModelResults]) -> list[str]:
+    """Question 3: models ranked by held-out accuracy (noise-aware), else by the patch split."""
+    patch = {r.name: r.metrics["train"]["test_accuracy"] for r in results}
+    if not all(r.crossval_ok for r in results):
+        return [rules.ranking_by_patch_split(patch)]
+    means = {r.name: r.metrics["crossval"]["cnn_mean_accuracy"] for r in results}
+    spreads = {r.name: r.metrics["crossval"]["cnn_max_seed_range"] for r in results}
+    features = {r.name: r.metrics["crossval"]["features_mean_accuracy"] for r in results}
+    return rules.lines(
+        rules.ranking_by_held_out(means, spreads),
+        rules.rankings_disagree(means, spreads, patch),
+        rules.easier_pair(features),
+    )
 
 
 # ---------------------------------------------------------------- the document
 
 
-def accuracy_cell(stats: dict[str, Any] | None) -> str:
-    if not stats:
-        return "n/a"
+def accuracy_cell(stats: dict[str, Any]) -> str:
     return f"{number(stats['accuracy'])} {interval(stats['ci_low'], stats['ci_high'])}"
+
+
+def seed_range(low: float | None, high: float | None) -> str:
+    """A min-max range over seeds."""
+    return f"{number(low)}-{number(high)}"
 
 
 def answer_training(result: ModelResults) -> str:
     train = result.metrics["train"]
-    if not train:
-        return f"**{result.name}** ({' vs '.join(result.classes)}): the train stage has not produced metrics."
     return (
         f"**{result.name}** ({' vs '.join(result.classes)}): training accuracy {number(train['train_accuracy'])}, "
         f"validation accuracy {number(train['val_accuracy'])} (train-validation gap {number(train['train_val_gap'])}; "
         f"best epoch {train.get('best_epoch')} of {train.get('epochs_run')}). Test accuracy on the patch split: "
-        f"{accuracy_cell(result.stats.get('train'))}, majority baseline {number(train['baseline_accuracy'])}."
+        f"{accuracy_cell(result.stats['train'])}, majority baseline {number(train['baseline_accuracy'])}."
     )
 
 
@@ -303,10 +276,7 @@ def main_table(result: ModelResults) -> str:
         ("baseline", "colour/texture features"),
         ("control", "CNN, shuffled labels"),
     ):
-        stats, metrics = result.stats.get(stage), result.metrics[stage]
-        if not stats:
-            rows.append([label, "not run", "", "", "", "", "", ""])
-            continue
+        stats, metrics = result.stats[stage], result.metrics[stage]
         rows.append(
             [
                 label,
@@ -320,77 +290,149 @@ def main_table(result: ModelResults) -> str:
                 number(metrics.get("val_accuracy")),
             ]
         )
-    majority = result.metrics["train"].get("baseline_accuracy")
-    rows.append(["majority class", number(majority), "", "", "", "", "", ""])
+    rows.append(["majority class", number(result.metrics["train"]["baseline_accuracy"]), "", "", "", "", "", ""])
     return table(header, rows)
 
 
+SPLIT_HEADER = [
+    "evaluation",
+    "test images",
+    "CNN accuracy (mean)",
+    "CNN seed min-max",
+    "CNN train acc",
+    "CNN fits failed",
+    "features accuracy",
+    "majority",
+    "CNN image-level",
+]
+
+
+def held_out_rows(record: dict[str, Any], label: str, features: bool) -> list[list[str]]:
+    """One row per fold (CNN mean over seeds, seed range, fits failed) and a mean row, of a crossval-shaped record."""
+    seeds = len(record["seeds"])
+    rows = [
+        [
+            f"{label}: {name}",
+            fold["test_images"],
+            number(fold["cnn_accuracy"]),
+            seed_range(fold["cnn_accuracy_min"], fold["cnn_accuracy_max"]),
+            number(fold["cnn_train_accuracy"]),
+            f"{fold['cnn_fits_failed']} of {seeds}",
+            number(fold.get("features_accuracy")) if features else "",
+            number(fold["baseline_accuracy"]),
+            number(fold["cnn_image_accuracy"]),
+        ]
+        for name, fold in record["folds"].items()
+    ]
+    rows.append(
+        [
+            f"{label}: mean",
+            "",
+            number(record["cnn_mean_accuracy"]),
+            f"largest fold range {number(record['cnn_max_seed_range'])}",
+            "",
+            f"{len(record['cnn_folds_not_fitted'])} of {rules.fit_count(record)}",
+            number(record.get("features_mean_accuracy")) if features else "",
+            number(record["mean_baseline_accuracy"]),
+            number(record["cnn_mean_image_accuracy"]),
+        ]
+    )
+    return rows
+
+
 def split_table(result: ModelResults) -> str:
-    """Patch split next to every image-held-out fold."""
+    """Patch split next to every image-held-out fold, each beside its nonsense-label control."""
     train, baseline = result.metrics["train"], result.metrics["baseline"]
-    header = ["evaluation", "test images", "CNN accuracy", "features accuracy", "majority", "CNN image-level"]
     rows = [
         [
             "patch split (90:10)",
             "patches of all images",
-            number(train.get("test_accuracy")),
-            number(baseline.get("test_accuracy")),
-            number(train.get("baseline_accuracy")),
+            number(train["test_accuracy"]),
+            "one fit",
+            number(train["train_accuracy"]),
+            f"{int(train.get('fit') == 'failed')} of 1",
+            number(baseline["test_accuracy"]),
+            number(train["baseline_accuracy"]),
             number(train.get("test_image_accuracy")),
         ]
     ]
-    crossval = result.metrics["crossval"]
-    if result.crossval_ok:
-        for name, fold in crossval["folds"].items():
-            rows.append(
-                [
-                    f"held out: {name}",
-                    fold["test_images"],
-                    number(fold["cnn_accuracy"]),
-                    number(fold["features_accuracy"]),
-                    number(fold["baseline_accuracy"]),
-                    number(fold["cnn_image_accuracy"]),
-                ]
-            )
+    nonsense = result.metrics["nonsense"]
+    if result.nonsense_ok:
+        patch = nonsense["patch_split"]
         rows.append(
             [
-                "held out: mean",
+                "patch split, nonsense labels",
+                "patches of all images",
+                number(patch["test_accuracy"]),
+                seed_range(patch["test_accuracy_min"], patch["test_accuracy_max"]),
+                number(patch["train_accuracy"]),
+                f"{patch['fits_failed']} of {len(nonsense['seeds'])}",
                 "",
-                number(crossval["cnn_mean_accuracy"]),
-                number(crossval["features_mean_accuracy"]),
-                number(crossval["mean_baseline_accuracy"]),
-                number(crossval["cnn_mean_image_accuracy"]),
+                number(patch["baseline_accuracy"]),
+                "",
             ]
         )
-    return table(header, rows)
+    if result.crossval_ok:
+        rows += held_out_rows(result.metrics["crossval"], "held out", features=True)
+    if result.nonsense_held_out_ok:
+        rows += held_out_rows(nonsense["held_out"], "held out, nonsense labels", features=False)
+    return table(SPLIT_HEADER, rows)
+
+
+def split_notes(result: ModelResults) -> list[str]:
+    """What the rows of the split table mean, and what was not possible."""
+    lines = []
+    crossval, nonsense = result.metrics["crossval"], result.metrics["nonsense"]
+    if result.crossval_ok:
+        seeds = ", ".join(str(seed) for seed in crossval["seeds"])
+        lines.append(
+            f"- CNN accuracy per fold: mean over its fits with seeds {seeds}; seed min-max is their range, and a "
+            "difference no larger than the seed-to-seed spread is noise, not a finding."
+        )
+    else:
+        lines.append(f"- Image-held-out cross-validation not possible: {crossval['reason']}")
+    if result.nonsense_ok:
+        classes = " vs ".join(f"{name} ({', '.join(images)})" for name, images in nonsense["classes"].items())
+        lines.append(
+            f"- Nonsense labels: the same CNN trained on classes that follow image identity, {classes}. "
+            "Patch split, nonsense labels: what the task's patch-split metric gives labels that mean nothing. "
+            "Held out, nonsense labels: the floor a real model's held-out accuracy must clear."
+        )
+        if not result.nonsense_held_out_ok:
+            lines.append(f"- Held out, nonsense labels: not possible: {nonsense['held_out']['reason']}")
+    else:
+        lines.append(f"- Nonsense-label control not possible: {nonsense['reason']}")
+    return lines
+
+
+def pooled_lines(result: ModelResults) -> list[str]:
+    """The held-out predictions pooled over folds (the CNN's over its seeds too)."""
+    lines = []
+    for method, label in (("cnn", "CNN (all seeds)"), ("features", "features")):
+        s = result.stats[f"crossval_{method}"]
+        lines.append(
+            f"- Held-out images pooled over folds, {label}: {accuracy_cell(s)}, p vs majority "
+            f"{p_value(s['p_value'])}, balanced accuracy {number(s['balanced_accuracy'])} "
+            f"{interval(s['balanced_accuracy_low'], s['balanced_accuracy_high'])}, "
+            f"{s['image_correct']}/{s['image_n']} image calls correct."
+        )
+    return lines
 
 
 def model_section(result: ModelResults, figures: dict[str, list[str]], target: float | None) -> list[str]:
     lines = [f"## {result.name}: {' vs '.join(result.classes)}", "", main_table(result), ""]
-    if result.comparison is not None:
-        c = result.comparison
+    c = result.comparison
+    if c:
         lines += [
             f"McNemar, CNN vs features on the same {c['n']} test patches: only the CNN right on "
             f"{c['only_first_correct']}, only the features right on {c['only_second_correct']}, "
             f"p = {p_value(c['p_value'])}.",
             "",
         ]
-    lines += ["### Patch split vs image held out", "", split_table(result), ""]
-    crossval = result.metrics["crossval"]
+    lines += ["### Patch split vs image held out, beside the nonsense-label control", "", split_table(result), ""]
+    lines += split_notes(result) + [""]
     if result.crossval_ok:
-        for method, label in (("cnn", "CNN"), ("features", "features")):
-            s = result.stats[f"crossval_{method}"]
-            lines.append(
-                f"- Held-out images pooled over folds, {label}: {accuracy_cell(s)}, p vs majority "
-                f"{p_value(s['p_value'])}, balanced accuracy {number(s['balanced_accuracy'])} "
-                f"{interval(s['balanced_accuracy_low'], s['balanced_accuracy_high'])}, "
-                f"{s['image_correct']}/{s['image_n']} images correct."
-            )
-        lines.append("")
-    elif crossval:
-        lines += [f"Image-held-out cross-validation not possible: {crossval.get('reason')}", ""]
-    else:
-        lines += ["Image-held-out cross-validation: the crossval stage has not run.", ""]
+        lines += pooled_lines(result) + [""]
     lines += ["### Findings", ""] + [f"- {line}" for line in findings(result, target)] + [""]
     for key, caption in (
         ("confusion", "Confusion matrices (rows actual, columns predicted)"),
@@ -404,14 +446,64 @@ def model_section(result: ModelResults, figures: dict[str, list[str]], target: f
     return lines
 
 
+def fold_estimates(record: dict[str, Any]) -> tuple[Estimate, ...]:
+    """Per fold of a crossval-shaped record: the CNN's mean over seeds with its seed min-max."""
+    if record.get("status") != "ok":
+        return ()
+    return tuple(
+        Estimate(fold["cnn_accuracy"], fold["cnn_accuracy_min"], fold["cnn_accuracy_max"], name)
+        for name, fold in record["folds"].items()
+    )
+
+
+def overview_panel(result: ModelResults) -> Panel:
+    """The model's accuracies for the overview figure, read from its metrics files."""
+    train, crossval, nonsense = result.metrics["train"], result.metrics["crossval"], result.metrics["nonsense"]
+    patch = nonsense.get("patch_split")
+    columns = (
+        Column("CNN\npatch split", COLOURS["cnn"], (Estimate(train["test_accuracy"]),)),
+        Column("CNN\nheld out", COLOURS["cnn"], fold_estimates(crossval), per_fold=True),
+        Column("features\npatch split", COLOURS["features"], (Estimate(result.metrics["baseline"]["test_accuracy"]),)),
+        Column(
+            "features\nheld out",
+            COLOURS["features"],
+            (Estimate(crossval["features_mean_accuracy"]),) if result.crossval_ok else (),
+        ),
+        Column(
+            "nonsense\npatch split",
+            COLOURS["nonsense"],
+            (Estimate(patch["test_accuracy"], patch["test_accuracy_min"], patch["test_accuracy_max"]),)
+            if patch
+            else (),
+        ),
+        Column("nonsense\nheld out", COLOURS["nonsense"], fold_estimates(nonsense.get("held_out", {})), per_fold=True),
+        Column("shuffled\nlabels", COLOURS["shuffled"], (Estimate(result.metrics["control"]["test_accuracy"]),)),
+    )
+    return Panel(f"{result.name}: {' vs '.join(result.classes)}", columns, train["baseline_accuracy"])
+
+
+def overview_lines() -> list[str]:
+    """The overview figure and what it shows."""
+    return [
+        f"![Overview: every accuracy per model]({OVERVIEW.as_posix()})",
+        "",
+        "**Overview.** Per model: the CNN's test accuracy on the patch split (train stage); its accuracy on "
+        "held-out images per fold (point = mean over seeds, bar = seed min-max); the colour/texture features on "
+        "the patch split and on held-out images (mean over folds); the nonsense-label control on the patch split "
+        "(mean, seed min-max) and on held-out images per fold; the shuffled-label control; dashed line = the "
+        "majority-class rate of the patch-split test patches.",
+        "",
+    ]
+
+
 def draw_figures(
     result: ModelResults, results_dir: Path, patches_dir: Path, figures_dir: Path, per_class: int
 ) -> dict[str, list[str]]:
     """Confusion matrices, the training curves and the example grid; relative paths for the Markdown."""
     figures: dict[str, list[str]] = {}
-    panels = [(stage, title) for stage, title in (("train", "CNN"), ("baseline", "features")) if result.metrics[stage]]
+    panels = [("train", "CNN"), ("baseline", "features")]
     if result.crossval_ok:
-        panels.append(("crossval", "CNN, images held out"))
+        panels.append(("crossval", "CNN, images held out (all seeds)"))
     confusion_paths = []
     for stage, title in panels:
         frame = result.predictions[stage]
@@ -425,16 +517,19 @@ def draw_figures(
         name = f"{result.name}_confusion_{stage}.png"
         save_figure(confusion_figure(matrix, result.classes, f"{result.name} {title}"), figures_dir / name)
         confusion_paths.append((FIGURES / name).as_posix())
-    if confusion_paths:
-        figures["confusion"] = confusion_paths
+    figures["confusion"] = confusion_paths
     history = results_dir / "train" / result.name / "history.png"
     if history.exists():
         shutil.copyfile(history, figures_dir / f"{result.name}_history.png")
         figures["history"] = [(FIGURES / f"{result.name}_history.png").as_posix()]
-    predictions = result.predictions["train"]
-    if not predictions.empty and (patches_dir / "manifest.csv").exists():
+    if (patches_dir / "manifest.csv").exists():
         grid = example_grid(
-            predictions, read_manifest(patches_dir), patches_dir, result.classes, per_class, f"{result.name} test"
+            result.predictions["train"],
+            read_manifest(patches_dir),
+            patches_dir,
+            result.classes,
+            per_class,
+            f"{result.name} test",
         )
         save_figure(grid, figures_dir / f"{result.name}_examples.png")
         figures["examples"] = [(FIGURES / f"{result.name}_examples.png").as_posix()]
@@ -447,10 +542,11 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
         "# pathcnn report",
         "",
         "Every number below is read from the metrics and prediction files under `results/` (written by the "
-        "train, baseline, control and crossval stages) or computed from them; none is typed in by hand. "
+        "train, baseline, control, crossval and nonsense stages) or computed from them; none is typed in by hand. "
         "Patch split = the task's random 90:10 split of patches, so patches of one image sit in train and test; "
         "held out = leave-one-image-out per class, the test images unseen in training.",
         "",
+        *overview_lines(),
         "## Answers",
         "",
     ]
@@ -463,47 +559,13 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
         ]
     for result in results[2:]:
         lines += [f"### Also: {result.name}", "", answer_training(result), ""]
-    lines += ["### 3. Which model performed best on its dataset, and why", ""]
-    if not any(r.metrics["train"] for r in results):
-        lines += ["No model has metrics yet: run `dvc repro`.", ""]
-    else:
-        best, criterion = best_model(results)
-        if criterion == "held-out":
-            ranking = ", ".join(
-                f"{r.name} {number(r.metrics['crossval']['cnn_mean_accuracy'])}"
-                for r in sorted(results, key=lambda r: -r.metrics["crossval"].get("cnn_mean_accuracy", 0.0))
-            )
-            lines.append(
-                f"Ranked by CNN accuracy on held-out images (mean over folds), the measure of performance on new "
-                f"images: {ranking}. **{best.name}** performed best."
-            )
-        else:
-            ranking = ", ".join(f"{r.name} {number(r.metrics['train'].get('test_accuracy'))}" for r in results)
-            lines.append(
-                f"Image-held-out accuracy is not available for every model, so the ranking uses the patch-split test "
-                f"accuracy, which mixes in within-image memorisation: {ranking}. **{best.name}** scored highest."
-            )
-        patch_best = max((r for r in results if r.metrics["train"]), key=lambda r: r.metrics["train"]["test_accuracy"])
-        if criterion == "held-out" and patch_best.name != best.name:
-            lines.append(
-                f"On the patch split {patch_best.name} ranks first instead: the two measures disagree, and only the "
-                "held-out one speaks to new images."
-            )
-        features = [r for r in results if r.crossval_ok]
-        if len(features) == len(results) and len(results) > 1:
-            easiest = max(features, key=lambda r: r.metrics["crossval"]["features_mean_accuracy"])
-            lines.append(
-                "The colour/texture baseline on held-out images reaches "
-                + ", ".join(f"{r.name} {number(r.metrics['crossval']['features_mean_accuracy'])}" for r in features)
-                + f": by simple colour and texture statistics {easiest.name}'s classes are the easier pair to tell "
-                "apart, which is a likely reason for differences between the models."
-            )
-        lines += ["", "Reasons, per model (each derived from the numbers in its section):", ""]
-        for result in results:
-            lines += [f"- **{result.name}**:"] + [
-                f"  - {line}" for line in findings(result, params.report.targets.get(result.name))
-            ]
-        lines.append("")
+    lines += ["### 3. Which model performed best on its dataset, and why", "", " ".join(ranking(results)), ""]
+    lines += ["Reasons, per model (each derived from the numbers in its section):", ""]
+    for result in results:
+        lines += [f"- **{result.name}**:"] + [
+            f"  - {line}" for line in findings(result, params.report.targets.get(result.name))
+        ]
+    lines.append("")
     for result in results:
         lines += model_section(result, figures.get(result.name, {}), params.report.targets.get(result.name))
     lines += [
@@ -515,25 +577,45 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
         f"({params.report.bootstrap_resamples} resamples, seed {params.base.seed}).",
         "- McNemar's exact test compares the CNN and the feature baseline on the same test patches.",
         "- Image-level accuracy: each image is called by the mean of its patches' class probabilities.",
+        "- Seed spread: each held-out fold's CNN is fitted once per seed; a difference between two figures no "
+        "larger than the largest per-fold seed range is treated as noise.",
+        "- Nonsense labels: classes that pair images across the real classes, so they mean nothing about tissue; "
+        "a real model's held-out accuracy must clear theirs by more than the seed spread to count as evidence of "
+        "tissue learning.",
         "",
     ]
     return "\n".join(lines)
 
 
-def run(results_dir: Path, patches_dir: Path, out_dir: Path, params_path: Path) -> Path:
-    """Write report.md, report.html and their figures into out_dir."""
-    params = load_params(params_path)
-    results = [load_results(results_dir, name, spec.classes, params) for name, spec in params.models.items()]
+def write_report(
+    results: list[ModelResults], results_dir: Path, patches_dir: Path, out_dir: Path, params: Params
+) -> list[Path]:
+    """Draw the figures and write overview.png, report.md and report.html; returns the three files."""
     with atomic_directory(out_dir / FIGURES) as staging:
         figures = {
             r.name: draw_figures(r, results_dir, patches_dir, staging, params.report.example_patches) for r in results
         }
+    save_figure(overview_figure([overview_panel(r) for r in results]), out_dir / OVERVIEW)
     markdown = build_markdown(results, figures, params)
     with atomic_path(out_dir / "report.md") as temporary:
         temporary.write_text(markdown, encoding="utf-8")
     with atomic_path(out_dir / "report.html") as temporary:
         temporary.write_text(markdown_to_html(markdown, out_dir, "pathcnn report"), encoding="utf-8")
-    say(f"report: wrote {out_dir / 'report.md'} and {out_dir / 'report.html'}")
+    return [out_dir / OVERVIEW, out_dir / "report.md", out_dir / "report.html"]
+
+
+def run(results_dir: Path, patches_dir: Path, out_dir: Path, params_path: Path) -> Path:
+    """Write the report into out_dir and log its files to one MLflow run; nothing is written if an input is unusable."""
+    from pathcnn import tracking
+
+    params = load_params(params_path)
+    results = [load_results(results_dir, name, spec.classes, params) for name, spec in params.models.items()]
+    experiment = tracking.experiment_name(params.base.experiment_prefix, "report")
+    with tracking.tracked_run(experiment, "report", "report", {"models": ",".join(params.models)}):
+        written = write_report(results, results_dir, patches_dir, out_dir, params)
+        for path in written:
+            tracking.log_artifact(path)
+    say(f"report: wrote {', '.join(str(path) for path in written)}")
     return out_dir / "report.md"
 
 
@@ -541,7 +623,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
     parser.add_argument("--results", type=Path, default=Path("results"), help="folder of the stages' metrics")
     parser.add_argument("--patches", type=Path, default=Path("data/patches"), help="for the example-patch grids")
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="report.md, report.html, figures/report/")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports"), help="report.md, report.html, overview.png, figures/report/"
+    )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 
 

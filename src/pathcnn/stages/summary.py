@@ -17,7 +17,7 @@ from pathcnn.console import say
 from pathcnn.errors import PathcnnError
 from pathcnn.params import load_params
 
-# (column shown, key in the headline file, stage whose metrics.json holds it, key there)
+# (column shown, key in the headline file, stage whose metrics.json holds it, dotted key there)
 COLUMNS = (
     ("train", "train", "train", "train_accuracy"),
     ("val", "val", "train", "val_accuracy"),
@@ -26,7 +26,10 @@ COLUMNS = (
     ("features", "features", "baseline", "test_accuracy"),
     ("shuffled", "shuffled", "control", "test_accuracy"),
     ("held-out img", "held_out", "crossval", "cnn_mean_accuracy"),
+    ("seed range", "held_out_seed_range", "crossval", "cnn_max_seed_range"),
     ("held-out feat", "held_out_features", "crossval", "features_mean_accuracy"),
+    ("nonsense test", "nonsense_test", "nonsense", "patch_split.test_accuracy"),
+    ("nonsense held-out", "nonsense_held_out", "nonsense", "held_out.cnn_mean_accuracy"),
 )
 
 
@@ -44,7 +47,9 @@ def headline(results_dir: Path, model: str, strict: bool = True) -> dict[str, fl
     records = {stage: _read(results_dir / stage / model / "metrics.json", strict) for _, _, stage, _ in COLUMNS}
     values: dict[str, float | None] = {}
     for _, name, stage, key in COLUMNS:
-        value = records[stage].get(key)
+        value: Any = records[stage]
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         values[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return values
 
@@ -85,5 +90,9 @@ def main(args: argparse.Namespace) -> None:
         write_json(out, values)
         say(f"summary {args.model}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items() if v is not None))
         return
-    print("accuracy per model (test = 90:10 patch split; majority = always the most frequent training class)")
+    print(
+        "accuracy per model (test = 90:10 patch split; majority = always the most frequent training class; "
+        "held-out img = mean over crossval seeds, seed range = the largest spread of a fold; nonsense = classes "
+        "that follow image identity)"
+    )
     print(format_table(summary_rows(args.results, models)))

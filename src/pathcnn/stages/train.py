@@ -3,92 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pathcnn.appearance import training_reference
-from pathcnn.artifacts import read_json, save_keras_model, write_csv, write_json
+from pathcnn.artifacts import save_keras_model, write_csv, write_json
 from pathcnn.console import say
-from pathcnn.errors import ParamsError
-from pathcnn.evaluation import Evaluation, confusion_matrix_of, evaluate_probabilities
+from pathcnn.evaluation import confusion_matrix_of
 from pathcnn.figures import confusion_figure, history_figure, save_figure
-from pathcnn.params import Params, TrainParams, load_params
-from pathcnn.patchsets import PatchSet, read_manifest, read_split, split_sets
-from pathcnn.seeding import seed_everything
+from pathcnn.params import Params, effective_train_params, load_params
+from pathcnn.patchsets import read_manifest, read_split, split_sets
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
-
-
-@dataclass(frozen=True)
-class TrainOutcome:
-    """A fitted model, its history and its evaluation."""
-
-    model: Any
-    history: dict[str, list[float]]
-    epochs_run: int
-    best_epoch: int
-    evaluation: Evaluation
-
-
-def effective_train_params(params: Params, tuned_file: Path | None) -> tuple[TrainParams, dict[str, Any]]:
-    """The train values a fit uses: params.train, with the study's best value for each field set to `tuned`.
-
-    Only fields set to `tuned` are taken from best_params.json; a field fixed in params.yaml keeps its value.
-    With train.use_tuned false or no tuned field, the tuned fields keep their tune.space start values; so they
-    do, with a line saying so, when no best-params file is given (a stage run by hand without --tuned; dvc.yaml
-    always passes it). The run's params record the values used either way.
-    """
-    train = params.train
-    if not train.use_tuned or not params.tuned_fields:
-        return train, {}
-    if tuned_file is None:
-        say(f"no --tuned file given: {', '.join(params.tuned_fields)} take their tune.space start values")
-        return train, {}
-    if not tuned_file.exists():
-        raise ParamsError(f"{tuned_file}: best params of the tune stage not found; run `dvc repro` (it runs tune)")
-    tuned = read_json(tuned_file)
-    best = tuned.get("params", {})
-    missing = [name for name in params.tuned_fields if name not in best]
-    if missing:
-        raise ParamsError(
-            f"{tuned_file}: no tuned value for {', '.join(missing)} (the study searched other fields); "
-            "re-run the tune stage"
-        )
-    try:
-        used = TrainParams.model_validate({**train.model_dump(), **{name: best[name] for name in params.tuned_fields}})
-    except ValueError as error:
-        raise ParamsError(
-            f"{tuned_file}: best params are not valid train params ({error}); re-run the tune stage"
-        ) from None
-    return used, tuned
-
-
-def train_and_evaluate(
-    sets: dict[str, PatchSet],
-    class_names: tuple[str, ...],
-    train: TrainParams,
-    seed: int,
-    max_epochs: int | None = None,
-    callbacks: tuple = (),
-) -> TrainOutcome:
-    """Seed, fit on train (early stopping on val), then score train, val and test."""
-    from pathcnn.stain import normalize_sets
-    from pathcnn.training import fit_model, predict_probabilities
-
-    sets = normalize_sets(sets, train.stain_normalization)  # identity unless train.stain_normalization is set
-    seed_everything(seed)
-    fit = fit_model(sets["train"], sets["val"], len(class_names), train, seed, max_epochs, callbacks)
-    probabilities = {part: predict_probabilities(fit.model, patch_set.patches) for part, patch_set in sets.items()}
-    evaluation = evaluate_probabilities(probabilities, sets, class_names)
-    return TrainOutcome(fit.model, fit.history, fit.epochs_run, fit.best_epoch, evaluation)
-
-
-def last_epochs_range(values: list[float], epochs: int = 5) -> float | None:
-    """Max minus min over the last epochs run: how far per-epoch validation accuracy still moves at the end."""
-    last = values[-epochs:]
-    return float(max(last) - min(last)) if last else None
+from pathcnn.training import TrainOutcome, last_epochs_range, train_and_evaluate
 
 
 def write_outputs(outcome: TrainOutcome, class_names: tuple[str, ...], out_dir: Path, title: str) -> dict[str, Path]:
