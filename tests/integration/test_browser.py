@@ -109,7 +109,7 @@ def test_experiment_page_shows_runs_with_accuracy_and_baseline(
                 close_assistant = page.get_by_role("button", name="Close")
                 if close_assistant.count():
                     close_assistant.first.click()
-                # The metric columns a reader adds to compare runs (README, "Looking at results").
+                # The metric columns a reader adds to compare runs (docs/tracking.md, "Looking at results").
                 page.get_by_role("button", name="Columns").click()
                 menu = page.get_by_role("dialog", name="Popover content")
                 for name in ("Dataset", "Source", *METRICS):
