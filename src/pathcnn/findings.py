@@ -299,25 +299,34 @@ def ranking_by_held_out(means: Mapping[str, float], seed_spreads: Mapping[str, f
 def rankings_disagree(
     means: Mapping[str, float], seed_spreads: Mapping[str, float], patch_accuracies: Mapping[str, float]
 ) -> str | None:
-    """When the patch split puts another model first than the (noise-free) held-out leader."""
+    """How the patch split ranks the (noise-free) held-out leader: another model first, or a tie at the top."""
     leader = held_out_leader(means, seed_spreads)
-    patch_best = max(patch_accuracies, key=lambda name: patch_accuracies[name])
-    if leader is None or leader == patch_best:
+    if leader is None or leader not in patch_accuracies:
         return None
-    return (
-        f"On the patch split {patch_best} ranks first instead: the two measures disagree, and only the held-out one "
-        "speaks to new images."
-    )
+    top = max(patch_accuracies.values())
+    first = [name for name, value in patch_accuracies.items() if value == top]
+    if leader not in first:
+        return (
+            f"On the patch split {' and '.join(first)} ranks first instead: the two measures disagree, and only the "
+            "held-out one speaks to new images."
+        )
+    if len(first) > 1:
+        return (
+            f"On the patch split {' and '.join(first)} tie at {number(top)}: that measure cannot tell them apart; "
+            "only the held-out one speaks to new images."
+        )
+    return None
 
 
 def ranking_by_patch_split(accuracies: Mapping[str, float]) -> str:
     """The fallback ranking when some model has no held-out figure: the patch-split test accuracy."""
     ranked = sorted(accuracies.items(), key=lambda item: -item[1])
     listing = ", ".join(f"{name} {number(value)}" for name, value in ranked)
+    first = [name for name, value in ranked if value == ranked[0][1]]
+    verdict = f"**{first[0]}** scored highest." if len(first) == 1 else f"{' and '.join(first)} tie for the top."
     return (
         "Image-held-out accuracy is not available for every model, so the ranking uses the patch-split test "
-        f"accuracy, which mixes in within-image memorisation (one fit each, no seed spread): {listing}. "
-        f"**{ranked[0][0]}** scored highest."
+        f"accuracy, which mixes in within-image memorisation (one fit each, no seed spread): {listing}. {verdict}"
     )
 
 

@@ -133,6 +133,14 @@ def test_the_patch_split_disagreeing_is_said_only_for_a_real_leader() -> None:
     assert rules.rankings_disagree({"model1": 0.62, "model2": 0.6}, spreads, {"model1": 0.9, "model2": 1.0}) is None
 
 
+def test_a_tie_on_the_patch_split_is_a_tie_not_a_disagreement() -> None:
+    """Both models at 1.000 on the patch split (as measured on 2026-11-28): neither ranks first there."""
+    spreads = {"model1": 0.18, "model2": 0.02}
+    line = rules.rankings_disagree({"model1": 0.696, "model2": 0.961}, spreads, {"model1": 1.0, "model2": 1.0})
+    assert line is not None and line.startswith("On the patch split model1 and model2 tie at 1.000")
+    assert "ranks first instead" not in line
+
+
 # ---------------------------------------------------------------- folds and target
 
 
@@ -218,6 +226,8 @@ def test_the_easier_pair_needs_two_models_and_the_patch_ranking_names_the_top() 
     assert "model2's classes are the easier pair" in rules.easier_pair({"model1": 0.77, "model2": 0.88})
     assert rules.easier_pair({"model1": 0.77}) is None
     assert "**model2** scored highest" in rules.ranking_by_patch_split({"model1": 0.9, "model2": 0.97})
+    tied = rules.ranking_by_patch_split({"model1": 1.0, "model2": 1.0})
+    assert "model1 and model2 tie for the top" in tied and "scored highest" not in tied
 
 
 def test_lines_keeps_the_rules_that_applied() -> None:
