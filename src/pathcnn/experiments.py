@@ -19,7 +19,26 @@ from pathcnn.errors import PathcnnError
 
 SUMMARY_FOLDER = PurePosixPath("results/summary")
 # Headline columns in the order shown (the keys of results/summary/<model>.json).
-METRICS = ("train", "val", "test", "majority", "features", "shuffled", "held_out", "held_out_features")
+METRICS = (
+    "train",
+    "val",
+    "test",
+    "majority",
+    "features",
+    "shuffled",
+    "held_out",
+    "held_out_seed_range",
+    "held_out_features",
+    "nonsense_test",
+    "nonsense_held_out",
+)
+# Column labels where a key is too wide for a terminal table (the file's key names are in docs/experiments.md).
+LABELS = {
+    "held_out_seed_range": "seed_range",
+    "held_out_features": "feat_held",
+    "nonsense_test": "nons_test",
+    "nonsense_held_out": "nons_held",
+}
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,7 @@ def table(rows: list[Row]) -> str:
     """One line per experiment and model: changed params, then the model's headline numbers."""
     params = changed_params(rows)
     models = sorted({model for row in rows for model in row.metrics})
-    header = ["experiment", *params, "model", *METRICS]
+    header = ["experiment", *params, "model", *(LABELS.get(metric, metric) for metric in METRICS)]
     lines = []
     for row in rows:
         for model in models or [""]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathcnn import findings as rules
 
 
@@ -165,7 +167,24 @@ def test_fold_helpers_read_the_crossval_record() -> None:
     record = crossval({"fold1": {"seed42": seed_record(0.6, 0.9), "seed43": seed_record(0.8, 0.9)}})
     assert rules.fold_means(record) == {"fold1": 0.7}
     assert rules.fit_count(record) == 2
-    assert rules.seed_spread(record, {"cnn_max_seed_range": 0.3}) == 0.3
+    # One fold: each seed's mean over folds is that fold's figure, which moves by 0.2 between the seeds.
+    assert rules.seed_spread(record) == pytest.approx(0.2) == rules.mean_seed_range(record)
+
+
+def test_the_spread_of_a_mean_over_folds_is_how_far_each_seeds_mean_moves() -> None:
+    """Model 1 of 2026-11-28: per-seed means 0.725, 0.730, 0.634, not the largest single-fold range 0.178."""
+    fold1, fold2 = (0.542, 0.552, 0.536), (0.909, 0.909, 0.731)
+    record = crossval(
+        {
+            "fold1": {f"seed{42 + k}": seed_record(value, 1) for k, value in enumerate(fold1)},
+            "fold2": {f"seed{42 + k}": seed_record(value, 1) for k, value in enumerate(fold2)},
+        },
+        max_seed_range=0.178,
+    )
+    assert rules.mean_seed_range(record) == pytest.approx(0.7305 - 0.6335)
+    nonsense = crossval({"fold1": {"seed42": seed_record(0.6, 1), "seed43": seed_record(0.7, 1)}})
+    assert rules.seed_spread(record, nonsense) == pytest.approx(0.1)  # the larger of the two sides
+    assert rules.mean_seed_range({"folds": {}}) == 0.0
 
 
 def test_image_level_states_the_best_possible_p_value() -> None:
@@ -185,6 +204,17 @@ def test_the_real_labels_must_clear_the_nonsense_floor_by_more_than_the_seed_spr
     assert "not evidence of tissue learning" in at_spread
     below = rules.nonsense_floor(0.5, 0.8, 0.1, 0, 6)
     assert "not evidence of tissue learning" in below
+
+
+def test_a_nonsense_floor_below_chance_is_raised_to_the_majority_rate() -> None:
+    """Model 2 of 2026-11-28: nonsense labels 0.232 held out, majority 0.427: the real 0.961 clears 0.427."""
+    line = rules.nonsense_floor(0.961, 0.232, 0.012, 0, 6, majority_rate=0.427)
+    assert "clear the floor, here the majority rate 0.427 (nonsense labels score 0.232 held out, below chance)" in line
+    assert "by 0.534" in line and "counts as evidence" in line
+    near_chance = rules.nonsense_floor(0.45, 0.2, 0.05, 0, 6, majority_rate=0.427)
+    assert "do not clear the floor, here the majority rate 0.427" in near_chance
+    above_chance = rules.nonsense_floor(0.9, 0.6, 0.05, 0, 6, majority_rate=0.5)
+    assert "clear the nonsense-label floor (0.600)" in above_chance
 
 
 def test_an_unfitted_fit_on_either_side_of_the_floor_credits_nothing() -> None:

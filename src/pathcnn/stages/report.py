@@ -158,14 +158,14 @@ def held_out_findings(result: ModelResults, target: float | None) -> list[str]:
     if not result.crossval_ok:
         return [rules.not_possible("Image-held-out cross-validation", crossval["reason"])]
     unfitted = rules.unfitted_fit_lines(crossval)
-    mean, spread = crossval["cnn_mean_accuracy"], crossval["cnn_max_seed_range"]
+    mean, spread = crossval["cnn_mean_accuracy"], rules.seed_spread(crossval)
     pooled = result.stats["crossval_cnn"]
     folds = rules.fold_means(crossval)
     return unfitted + rules.lines(
         rules.unfitted_mean(mean, len(unfitted), rules.fit_count(crossval)),
         rules.held_out_at_chance(pooled["accuracy"], pooled["ci_low"], pooled["ci_high"], pooled["null_rate"]),
         rules.memorisation(result.metrics["train"]["test_accuracy"], mean, all_fitted=not unfitted),
-        rules.fold_disagreement(folds, spread),
+        rules.fold_disagreement(folds, crossval["cnn_max_seed_range"]),  # folds vs a single fold's spread
         rules.target_met(folds, target),
         rules.image_level(pooled["image_correct"], pooled["image_n"], result.held_out_images, len(result.classes)),
         rules.cnn_vs_features_held_out(mean, crossval["features_mean_accuracy"], spread),
@@ -202,6 +202,7 @@ def nonsense_findings(result: ModelResults) -> list[str]:
             len(held["cnn_folds_not_fitted"]),
             rules.fit_count(held),
             len(crossval["cnn_folds_not_fitted"]),
+            crossval["mean_baseline_accuracy"],
         )
     ]
 
@@ -235,7 +236,7 @@ def ranking(results: list[ModelResults]) -> list[str]:
     if not all(r.crossval_ok for r in results):
         return [rules.ranking_by_patch_split(patch)]
     means = {r.name: r.metrics["crossval"]["cnn_mean_accuracy"] for r in results}
-    spreads = {r.name: r.metrics["crossval"]["cnn_max_seed_range"] for r in results}
+    spreads = {r.name: rules.seed_spread(r.metrics["crossval"]) for r in results}
     features = {r.name: r.metrics["crossval"]["features_mean_accuracy"] for r in results}
     return rules.lines(
         rules.ranking_by_held_out(means, spreads),
