@@ -17,6 +17,7 @@ from pathcnn.console import say
 from pathcnn.errors import PathcnnError
 from pathcnn.evaluation import Evaluation
 from pathcnn.features import fit_and_evaluate, patch_features
+from pathcnn.params import TrainParams
 from pathcnn.patchsets import PatchSet
 from pathcnn.splits import Fold, fold_split, image_folds
 
@@ -74,6 +75,38 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(array.mean()), "min": low, "max": high, "range": high - low}
 
 
+def spread_fields(name: str, values: Sequence[float]) -> dict[str, float]:
+    """<name>_min, <name>_max and <name>_range of one figure repeated over seeds."""
+    stats = spread(values)
+    return {f"{name}_{stat}": stats[stat] for stat in ("min", "max", "range")}
+
+
+def tracked_fit(
+    sets: dict[str, PatchSet],
+    class_names: tuple[str, ...],
+    train: TrainParams,
+    seed: int,
+    max_epochs: int,
+    run: tuple[str, str, str, dict[str, str], str],
+) -> tuple[Evaluation, dict[str, Any]]:
+    """One CNN fit of a fold or a control, in its own nested MLflow run: curves, fit_record and the fit tag.
+
+    `run` is (experiment, run name, kind, tags, parent run id). Returns the evaluation and the extra numbers
+    (epochs run) that, with it, make the fit's record: the run logs exactly fit_record(evaluation, extra).
+    """
+    from pathcnn import tracking
+    from pathcnn.training import train_and_evaluate
+
+    experiment, name, kind, tags, parent_id = run
+    with tracking.tracked_run(experiment, name, kind, tags, parent_id):
+        outcome = train_and_evaluate(sets, class_names, train, seed, max_epochs)
+        tracking.log_history(outcome.history)
+        extra = {"epochs": outcome.epochs_run}
+        tracking.log_metrics(fit_record(outcome.evaluation, extra))
+        tracking.set_tags({"fit": outcome.evaluation.metrics["fit"]})
+    return outcome.evaluation, extra
+
+
 def fold_metrics(
     fold: Fold, fits: dict[int, tuple[Evaluation, dict[str, Any]]], features: Evaluation | None
 ) -> dict[str, Any]:
@@ -98,8 +131,7 @@ def fold_metrics(
         else:
             result[name] = values[0]
     for key in SPREAD_KEYS:
-        stats = spread([record[f"cnn_{key}"] for record in records.values()])
-        result.update({f"cnn_{key}_{stat}": stats[stat] for stat in ("min", "max", "range")})
+        result.update(spread_fields(f"cnn_{key}", [record[f"cnn_{key}"] for record in records.values()]))
     result["cnn_fits_failed"] = sum(record["cnn_fit"] == "failed" for record in records.values())
     if features is not None:
         for source, target in FOLD_KEYS.items():

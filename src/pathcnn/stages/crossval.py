@@ -11,7 +11,7 @@ import pandas as pd
 
 from pathcnn.artifacts import write_csv, write_json
 from pathcnn.console import say
-from pathcnn.crossvalidation import PREDICTION_COLUMNS, crossvalidate, fit_record, folds_or_reason, model_rows
+from pathcnn.crossvalidation import PREDICTION_COLUMNS, crossvalidate, folds_or_reason, model_rows, tracked_fit
 from pathcnn.evaluation import Evaluation
 from pathcnn.params import Params, TrainParams, effective_train_params, load_params
 from pathcnn.patchsets import PatchSet, patch_set, read_manifest
@@ -25,7 +25,6 @@ def run(
 ) -> dict[str, Any]:
     """Cross-validate one model by image, log a parent run with one child per fold, write metrics.json."""
     from pathcnn import tracking
-    from pathcnn.training import train_and_evaluate
 
     params: Params = load_params(params_path)
     class_names = params.model(model_name).classes
@@ -47,6 +46,7 @@ def run(
     experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
     tags = {"model": model_name, "split_strategy": "image"}
     with tracking.tracked_run(experiment, f"crossval-{model_name}", "crossval", tags) as parent:
+        parent_id = parent.info.run_id
         seeds = params.crossval.seed_list(params.base.seed)
         tracking.log_params(
             {"train": train.model_dump(), "max_epochs": params.crossval.max_epochs, "seeds": ",".join(map(str, seeds))}
@@ -55,20 +55,9 @@ def run(
         def train_cnn(fold: Fold, masks: dict[str, np.ndarray], seed: int) -> tuple[Evaluation, dict[str, Any]]:
             raw_sets = {part: full.subset(mask) for part, mask in masks.items()}
             fold_tags = {**tags, "fold": fold.name, "test_images": ",".join(fold.test_images), "seed": str(seed)}
-            with tracking.tracked_run(
-                experiment,
-                f"crossval-{model_name}-{fold.name}-seed{seed}",
-                "crossval-fold",
-                fold_tags,
-                parent.info.run_id,
-            ):
-                outcome = train_and_evaluate(raw_sets, class_names, train, seed, params.crossval.max_epochs)
-                tracking.log_history(outcome.history)
-                extra = {"epochs": outcome.epochs_run}
-                # The names and values of this fit's entry in metrics.json (folds.<fold>.seeds.seed<N>.cnn_*).
-                tracking.log_metrics(fit_record(outcome.evaluation, extra))
-                tracking.set_tags({"fit": outcome.evaluation.metrics["fit"]})
-            return outcome.evaluation, extra
+            # The run logs this fit's entry in metrics.json (folds.<fold>.seeds.seed<N>.cnn_*).
+            run = (experiment, f"crossval-{model_name}-{fold.name}-seed{seed}", "crossval-fold", fold_tags, parent_id)
+            return tracked_fit(raw_sets, class_names, train, seed, params.crossval.max_epochs, run)
 
         metrics, predictions = crossvalidate(
             normalized, class_names, folds, params.split.val_fraction, params.base.seed, seeds, train_cnn

@@ -18,7 +18,16 @@ import pandas as pd
 
 from pathcnn.artifacts import write_csv, write_json
 from pathcnn.console import say
-from pathcnn.crossvalidation import crossvalidate, fit_record, folds_or_reason, model_rows, seed_key, spread
+from pathcnn.crossvalidation import (
+    crossvalidate,
+    fit_record,
+    folds_or_reason,
+    model_rows,
+    seed_key,
+    spread,
+    spread_fields,
+    tracked_fit,
+)
 from pathcnn.errors import PathcnnError
 from pathcnn.evaluation import Evaluation
 from pathcnn.params import effective_train_params, load_params
@@ -39,9 +48,9 @@ def patch_split_metrics(fits: dict[int, tuple[Evaluation, dict[str, Any]]]) -> d
     records = {seed_key(seed): evaluation.metrics for seed, (evaluation, _) in fits.items()}
     result: dict[str, Any] = {}
     for key in ("test_accuracy", "train_accuracy"):
-        stats = spread([record[key] for record in records.values()])
-        result[key] = stats["mean"]
-        result.update({f"{key}_{stat}": stats[stat] for stat in ("min", "max", "range")})
+        values = [record[key] for record in records.values()]
+        result[key] = spread(values)["mean"]
+        result.update(spread_fields(key, values))
     first = next(iter(records.values()))
     result["baseline_accuracy"] = first["baseline_accuracy"]
     result["n_test"] = first["n_test"]
@@ -55,7 +64,6 @@ def run(
 ) -> dict[str, Any]:
     """Fit the nonsense-label CNN on the patch split and leave-one-image-out, over crossval.seeds; write metrics."""
     from pathcnn import tracking
-    from pathcnn.training import train_and_evaluate
 
     params = load_params(params_path)
     real_classes = params.model(model_name).classes
@@ -86,19 +94,9 @@ def run(
         )
 
         def fit(kind: str, sets: dict, seed: int, max_epochs: int, run_tags: dict[str, str]) -> tuple[Evaluation, dict]:
-            with tracking.tracked_run(
-                experiment,
-                f"nonsense-{model_name}-{kind}-seed{seed}",
-                "nonsense-fit",
-                {**tags, **run_tags, "seed": str(seed)},
-                parent.info.run_id,
-            ):
-                outcome = train_and_evaluate(sets, names, train, seed, max_epochs)
-                tracking.log_history(outcome.history)
-                extra = {"epochs": outcome.epochs_run}
-                tracking.log_metrics(fit_record(outcome.evaluation, extra))
-                tracking.set_tags({"fit": outcome.evaluation.metrics["fit"]})
-            return outcome.evaluation, extra
+            run_tags = {**tags, **run_tags, "seed": str(seed)}
+            run = (experiment, f"nonsense-{model_name}-{kind}-seed{seed}", "nonsense-fit", run_tags, parent.info.run_id)
+            return tracked_fit(sets, names, train, seed, max_epochs, run)
 
         sets = split_sets(patches_dir, split, names)
         patch_fits = {
