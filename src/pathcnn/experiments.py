@@ -29,6 +29,7 @@ METRICS = (
     "held_out",
     "held_out_seed_range",
     "held_out_features",
+    "held_out_untuned",
     "nonsense_test",
     "nonsense_held_out",
 )
@@ -36,6 +37,7 @@ METRICS = (
 LABELS = {
     "held_out_seed_range": "seed_range",
     "held_out_features": "feat_held",
+    "held_out_untuned": "untuned",
     "nonsense_test": "nons_test",
     "nonsense_held_out": "nons_held",
 }

@@ -253,11 +253,28 @@ class Pruner(StrEnum):
 
 
 class Objective(StrEnum):
-    """What each trial minimises or maximises."""
+    """What each trial minimises or maximises.
+
+    val_*: the validation split, patches of the images the trial trains on. held_out_*: leave one image
+    per class out inside the train split's patches (crossval's folds without the test split), mean over
+    folds: the trial is scored on images it never saw.
+    """
 
     val_loss = "val_loss"
     val_accuracy = "val_accuracy"
     val_balanced_accuracy = "val_balanced_accuracy"
+    held_out_accuracy = "held_out_accuracy"
+    held_out_loss = "held_out_loss"
+
+    @property
+    def held_out(self) -> bool:
+        """Scored on held-out images of the train split, not on the validation split."""
+        return self.value.startswith("held_out_")
+
+    @property
+    def minimised(self) -> bool:
+        """A loss: lower is better."""
+        return self.value.endswith("_loss")
 
 
 class TuneParams(Section):
@@ -266,7 +283,9 @@ class TuneParams(Section):
     n_trials: int = Field(8, ge=0, description="Finished (complete or pruned) trials the study should reach.")
     workers: int = Field(1, ge=1, le=64, description="Worker processes started by one tune command.")
     max_epochs: int = Field(8, ge=1, description="Epoch budget of one trial.")
-    objective: Objective = Field(Objective.val_loss, description="Validation metric optimised.")
+    objective: Objective = Field(
+        Objective.held_out_accuracy, description="What trials are scored on: val_* or held_out_* (see Objective)."
+    )
     sampler: Sampler = Field(Sampler.tpe, description="tpe (seeded) or random.")
     pruner: Pruner = Field(Pruner.median, description="median, hyperband or none.")
     storage: str = Field("", description="SQLAlchemy URL; empty means a journal file beside the outputs.")

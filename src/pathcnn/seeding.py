@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 
 
 def seed_everything(seed: int, deterministic_ops: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow; ask TensorFlow for deterministic kernels where it has them."""
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    """Seed Python, NumPy and TensorFlow; ask TensorFlow for deterministic kernels where it has them.
+
+    Not PYTHONHASHSEED: Python reads it at start-up only, so setting it here would not change this process
+    (issue 12).
+    """
     random.seed(seed)
     np.random.seed(seed)
     import keras

@@ -111,6 +111,56 @@ def prediction_statistics(
     return result
 
 
+def over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """prediction_statistics of repeated fits on the same test patches (one entry per seed), as one record.
+
+    Pooling the seeds' predictions would count each patch once per seed, as if the seeds had tested
+    independent patches: the interval would shrink and the p-value fall with the number of seeds. Here
+    n stays the number of test patches; the accuracy (and balanced accuracy, AUC) is the mean over seeds,
+    the interval runs from the lowest seed's lower bound to the highest seed's upper bound, and the
+    p-value is the largest over seeds: nothing is claimed that one seed's fits alone do not support.
+    Image calls are summed over seeds (each fit calls each of its held-out images once).
+    """
+    if not per_seed:
+        raise ValueError("over_seeds needs the statistics of at least one seed")
+
+    def values(key: str) -> list[float]:
+        return [float(stats[key]) for stats in per_seed if stats.get(key) is not None]
+
+    def mean(key: str) -> float | None:
+        found = values(key)
+        return float(np.mean(found)) if found else None
+
+    def lowest(key: str) -> float | None:
+        found = values(key)
+        return min(found) if found else None
+
+    def highest(key: str) -> float | None:
+        found = values(key)
+        return max(found) if found else None
+
+    image_n = sum(int(stats["image_n"]) for stats in per_seed)
+    image_correct = sum(int(stats["image_correct"]) for stats in per_seed)
+    return {
+        "seeds": len(per_seed),
+        "accuracy": mean("accuracy"),
+        "n": per_seed[0]["n"],
+        "ci_low": lowest("ci_low"),
+        "ci_high": highest("ci_high"),
+        "null_rate": per_seed[0]["null_rate"],
+        "p_value": highest("p_value"),
+        "balanced_accuracy": mean("balanced_accuracy"),
+        "balanced_accuracy_low": lowest("balanced_accuracy_low"),
+        "balanced_accuracy_high": highest("balanced_accuracy_high"),
+        "auc": mean("auc"),
+        "auc_low": lowest("auc_low"),
+        "auc_high": highest("auc_high"),
+        "image_correct": image_correct,
+        "image_n": image_n,
+        "image_accuracy": image_correct / image_n if image_n else None,
+    }
+
+
 def paired_comparison(first: pd.DataFrame, second: pd.DataFrame) -> dict[str, Any]:
     """McNemar's exact test of two models on the test patches they share (joined on patch_id)."""
     joined = first[["patch_id", "label", "predicted"]].merge(

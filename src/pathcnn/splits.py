@@ -99,6 +99,17 @@ def image_folds(labels: np.ndarray, image_ids: np.ndarray) -> list[Fold]:
     return folds
 
 
+def held_out_folds(
+    labels: np.ndarray, image_ids: np.ndarray, val_fraction: float, seed: int
+) -> list[tuple[Fold, np.ndarray]]:
+    """The folds of a held-out tuning objective over the patches it is given (the train split's, never test).
+
+    image_folds on those patches, each with its fold_split assignment: 'test' for the held-out images'
+    patches (what the trial is scored on), 'train' and 'val' (early stopping) from the other images.
+    """
+    return [(fold, fold_split(labels, image_ids, fold, val_fraction, seed)) for fold in image_folds(labels, image_ids)]
+
+
 def nonsense_classes(labels: np.ndarray, image_ids: np.ndarray) -> dict[str, str]:
     """Each image's nonsense class: class k holds the k-th image (sorted) of every real class.
 

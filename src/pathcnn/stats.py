@@ -129,17 +129,22 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
 
 
 def majority_rate(train_labels: np.ndarray, test_labels: np.ndarray) -> tuple[int, float]:
-    """Most frequent training label (ties -> smallest) and its accuracy on test_labels."""
+    """Most frequent training label (ties -> smallest) and the majority baseline's accuracy on test_labels.
+
+    With a tie the majority label is a coin flip among the tied labels, so the baseline is their mean test
+    rate: picking the smallest one's rate would make the baseline depend on label order (a 162:162 nonsense
+    split scored 0.325 or 0.675 by which class came first).
+    """
     train_labels = np.asarray(train_labels)
     test_labels = np.asarray(test_labels)
     if train_labels.size == 0:
         raise ValueError("train_labels is empty: cannot choose a majority label")
     values, counts = np.unique(train_labels, return_counts=True)
-    # np.unique sorts values, and argmax returns the first maximum: the smallest tied label.
-    majority_label = int(values[np.argmax(counts)])
+    tied = values[counts == counts.max()]
+    majority_label = int(tied[0])  # np.unique sorts values: the smallest tied label
     if test_labels.size == 0:
         return majority_label, 0.0
-    return majority_label, float(np.mean(test_labels == majority_label))
+    return majority_label, float(np.mean([np.mean(test_labels == label) for label in tied]))
 
 
 def chance_rate(baseline_accuracy: float, class_count: int) -> float:

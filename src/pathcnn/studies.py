@@ -34,6 +34,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TPE_STARTUP_TRIALS = 4
 # Median pruning: never prune during the first trials or epochs, when there is nothing fair to compare with.
 MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS = 2, 2
+# A trial's figures beside its value (user attributes): held_out_accuracy only under a held-out objective.
+TRIAL_FIGURES = ("train_accuracy", "val_accuracy", "held_out_accuracy", "train_val_gap")
 ZERO_SUFFIX = "_zero"  # zero: true on a range is searched as a yes/no parameter <name>_zero, then the range
 
 
@@ -101,7 +103,7 @@ def study_name(model: str, tune: TuneParams, train: TrainParams, seed: int, spli
 
 def direction(objective: Objective) -> str:
     """Losses are minimised, accuracies maximised."""
-    return "minimize" if objective is Objective.val_loss else "maximize"
+    return "minimize" if objective.minimised else "maximize"
 
 
 def sampler_seed(base_seed: int, worker_index: int, trials_before: int) -> int:
@@ -123,14 +125,15 @@ def make_sampler(kind: Sampler, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
 
 
-def make_pruner(kind: Pruner, max_epochs: int) -> optuna.pruners.BasePruner:
-    """The pruner; steps are epochs."""
+def make_pruner(kind: Pruner, max_epochs: int, held_out: bool = False) -> optuna.pruners.BasePruner:
+    """The pruner; steps are epochs, or folds for a held-out objective (a trial may stop after its first fold)."""
     if kind is Pruner.median:
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=min(MEDIAN_WARMUP_EPOCHS, max_epochs - 1)
-        )
+        warmup = 0 if held_out else min(MEDIAN_WARMUP_EPOCHS, max_epochs - 1)
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=warmup)
     if kind is Pruner.hyperband:
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource="auto" if held_out else max_epochs, reduction_factor=3
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -151,7 +154,7 @@ def open_study(
         study_name=name,
         storage=storage,
         direction=direction(tune.objective),
-        pruner=make_pruner(tune.pruner, tune.max_epochs),
+        pruner=make_pruner(tune.pruner, tune.max_epochs, tune.objective.held_out),
         load_if_exists=True,
     )
     if study.metric_names != [tune.objective.value]:
@@ -273,7 +276,7 @@ def fail_dead_trials(study: optuna.Study, grace_seconds: float) -> list[int]:
     with warnings.catch_warnings():  # fail_stale_trials is marked experimental; it does nothing for journals
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    host, storage = socket.gethostname(), study._storage
+    host = socket.gethostname()
     oldest = datetime.now() - timedelta(seconds=grace_seconds)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get(PID_ATTR)
@@ -281,8 +284,8 @@ def fail_dead_trials(study: optuna.Study, grace_seconds: float) -> list[int]:
             dead = trial.datetime_start is not None and trial.datetime_start < oldest
         else:
             dead = trial.user_attrs.get(HOST_ATTR) == host and pid != os.getpid() and not process_alive(int(pid))
-        if dead:
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if dead:  # Optuna's public way to finish another process's trial; a trial finished meanwhile is left alone
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     return sorted(
         trial.number
         for trial in study.get_trials(deepcopy=False)
@@ -329,7 +332,7 @@ def best_params(study: optuna.Study | None, tune: TuneParams, train: TrainParams
 
 
 def trials_frame(trials: Sequence[FrozenTrial], space: Mapping[str, Choices | IntRange | FloatRange]) -> pd.DataFrame:
-    """One row per trial: number, state, value, decoded params, train/val accuracy, gap and epochs."""
+    """One row per trial: number, state, value, decoded params, train/val/held-out accuracy, gap and epochs."""
     rows = []
     for trial in trials:
         values = decode(space, trial.params)
@@ -339,11 +342,11 @@ def trials_frame(trials: Sequence[FrozenTrial], space: Mapping[str, Choices | In
                 "state": trial.state.name,
                 "value": trial.value,
                 **{name: values.get(name) for name in space},
-                **{key: trial.user_attrs.get(key) for key in ("train_accuracy", "val_accuracy", "train_val_gap")},
+                **{key: trial.user_attrs.get(key) for key in TRIAL_FIGURES},
                 "epochs": trial.user_attrs.get("epochs"),
             }
         )
-    columns = ["number", "state", "value", *space, "train_accuracy", "val_accuracy", "train_val_gap", "epochs"]
+    columns = ["number", "state", "value", *space, *TRIAL_FIGURES, "epochs"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -260,8 +260,10 @@ def describe_experiment(experiment: str, model: str, classes: tuple[str, ...]) -
     text = (
         f"{model}: {' vs '.join(classes)}. Runs: `train` (the final CNN on the 90:10 patch split), `study` with "
         "one nested run per Optuna `trial`, `baseline` (colour/texture features), `control` (shuffled labels), "
-        "`crossval` with a nested run per held-out-image fold. Headline metrics equal the stage's "
-        "results/<stage>/<model>/metrics.json; per-epoch curves are named epoch/<metric>."
+        "`crossval` (the study's values) and `crossval-untuned` (tune.space start values), each with a nested run "
+        "per held-out-image fold and seed, `nonsense` (classes that follow image identity) with a nested run per "
+        "fit. Headline metrics equal the stage's results/<stage>/<model>/metrics.json; per-epoch curves are named "
+        "epoch/<metric>."
     )
     client = MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)

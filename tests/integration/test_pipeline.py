@@ -58,6 +58,9 @@ def test_dvc_metrics_show_lists_each_models_headline_numbers_as_measured(reprodu
         control = json.loads((results / "control" / model / "metrics.json").read_text())
         crossval = json.loads((results / "crossval" / model / "metrics.json").read_text())
         nonsense = json.loads((results / "nonsense" / model / "metrics.json").read_text())
+        untuned = json.loads((results / "crossval-untuned" / model / "metrics.json").read_text())
+        assert untuned["train_params"] == "untuned" and crossval["train_params"] == "tuned"
+        assert headline["held_out_untuned"] == untuned.get("cnn_mean_accuracy")
         assert headline["train"] == train["train_accuracy"] and headline["val"] == train["val_accuracy"]
         assert headline["test"] == train["test_accuracy"] and headline["majority"] == train["baseline_accuracy"]
         assert headline["features"] == baseline["test_accuracy"] and headline["shuffled"] == control["test_accuracy"]
@@ -129,14 +132,15 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
             kind, shown = run.data.tags["kind"], headline_metrics(run)
             seen.add(kind)
             where = f"{model} {kind} run {run.info.run_name}"
-            if kind in {"train", "baseline", "control", "crossval", "nonsense"}:
+            if kind in {"train", "baseline", "control", "crossval", "crossval-untuned", "nonsense"}:
                 recorded = flat_numbers(json.loads((results / kind / model / "metrics.json").read_text()))
                 if kind == "train":  # the registry's comparison is logged beside the stage's own numbers
                     shown.pop("previous_champion_test_accuracy", None)
                 assert_shown_equals_recorded(shown, recorded, where)
                 assert set(recorded) <= set(shown), f"{where}: {set(recorded) - set(shown)} not logged"
-            elif kind == "crossval-fold":  # one fit of one fold with one seed
-                folds = json.loads((results / "crossval" / model / "metrics.json").read_text())["folds"]
+            elif kind in {"crossval-fold", "crossval-untuned-fold"}:  # one fit of one fold with one seed
+                stage = kind.removesuffix("-fold")
+                folds = json.loads((results / stage / model / "metrics.json").read_text())["folds"]
                 record = folds[run.data.tags["fold"]]["seeds"][f"seed{run.data.tags['seed']}"]
                 assert_shown_equals_recorded(shown, flat_numbers(record), where)
             elif kind == "nonsense-fit":  # a nonsense-label fit: on the patch split, or one fold, with one seed
@@ -149,7 +153,10 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
                 assert_shown_equals_recorded(shown, flat_numbers(record), where)
             elif kind == "trial":
                 row = trials.loc[int(run.data.tags["trial_number"])]
-                recorded = {key: float(row[key]) for key in ("train_accuracy", "val_accuracy", "train_val_gap")}
+                figures = ("train_accuracy", "val_accuracy", "train_val_gap")
+                if best["objective"].startswith("held_out_"):  # the mean accuracy on the images left out
+                    figures += ("held_out_accuracy",)
+                recorded = {key: float(row[key]) for key in figures}
                 recorded |= {"epochs": float(row["epochs"]), best["objective"]: float(row["value"])}
                 assert_shown_equals_recorded(shown, recorded, where)
             elif kind == "study":
@@ -162,4 +169,5 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
             else:
                 raise AssertionError(f"{where}: a run kind this test does not check")
     kinds = {"train", "baseline", "control", "crossval", "crossval-fold", "nonsense", "nonsense-fit", "trial", "study"}
+    kinds |= {"crossval-untuned", "crossval-untuned-fold"}
     assert kinds <= seen

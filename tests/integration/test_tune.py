@@ -81,15 +81,24 @@ def load_study(workspace: Path, prepared: Path, url: str | None = None) -> optun
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def test_two_trial_study_writes_outputs_and_nested_mlflow_runs(workspace: Path, prepared: Path, tracking_uri: str):
+@pytest.mark.parametrize("objective", ["val_loss", "held_out_accuracy"])
+def test_two_trial_study_writes_outputs_and_nested_mlflow_runs(
+    workspace: Path, prepared: Path, tracking_uri: str, objective: str
+):
+    set_tune(workspace, objective=objective)
     run_tune(workspace, prepared)
     best = json.loads((workspace / "out" / "best_params.json").read_text())
     assert set(best["params"]) == {"dropout", "filters"}
-    assert best["study_name"].startswith("model1-") and best["objective"] == "val_loss"
+    assert best["study_name"].startswith(f"model1-{objective}-") and best["objective"] == objective
     assert best["n_complete"] + best["n_pruned"] == 2
     trials = pd.read_csv(workspace / "out" / "trials.csv")
     assert list(trials["number"]) == [0, 1]
-    assert {"state", "value", "dropout", "filters", "train_accuracy", "val_accuracy", "train_val_gap"} <= set(trials)
+    figures = ["train_accuracy", "val_accuracy", "train_val_gap"]
+    if objective == "held_out_accuracy":  # trials.csv shows the held-out accuracy the value is made of
+        figures.append("held_out_accuracy")
+        complete = trials[trials["state"] == "COMPLETE"]
+        assert list(complete["value"]) == pytest.approx(list(complete["held_out_accuracy"]), abs=1e-12)
+    assert {"state", "value", "dropout", "filters", *figures} <= set(trials)
     for name in ("history.png", "importance.png"):
         assert (workspace / "out" / name).read_bytes()[:4] == b"\x89PNG"
 
@@ -111,15 +120,16 @@ def test_two_trial_study_writes_outputs_and_nested_mlflow_runs(workspace: Path, 
         assert child.info.run_name == f"model1 trial {child.data.tags['trial_number']}"
         # The headline metrics MLflow shows are the trial's values in trials.csv (and the dashboard's).
         row = trials.set_index("number").loc[int(child.data.tags["trial_number"])]
-        for column in ("train_accuracy", "val_accuracy", "train_val_gap"):
+        for column in figures:
             assert child.data.metrics[column] == pytest.approx(row[column], abs=1e-12), column
-        assert child.data.metrics["val_loss"] == pytest.approx(row["value"], abs=1e-12)
-        # Per-epoch curves live under epoch/<name>, apart from the headline values.
-        assert client.get_metric_history(child.info.run_id, "epoch/objective_val_loss")
-        assert client.get_metric_history(child.info.run_id, "epoch/val_accuracy")
+        assert child.data.metrics[objective] == pytest.approx(row["value"], abs=1e-12)
+        # Per-epoch curves live under epoch/<name>, apart from the headline values; a held-out trial's per fold.
+        assert client.get_metric_history(child.info.run_id, f"epoch/objective_{objective}")
+        curve = "epoch/val_accuracy" if objective == "val_loss" else "epoch/fold1_val_accuracy"
+        assert client.get_metric_history(child.info.run_id, curve)
         assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 1
     study = load_study(workspace, prepared)
-    assert study.metric_names == ["val_loss"] and study.user_attrs["classes"] == "A vs B"
+    assert study.metric_names == [objective] and study.user_attrs["classes"] == "A vs B"
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"best_params.json", "history.png", "importance.png", "trials.csv"} <= artifacts
 

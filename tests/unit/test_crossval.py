@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pathcnn.crossvalidation import crossvalidate, folds_or_reason
+from pathcnn.crossvalidation import crossvalidate, folds_or_reason, summarise
 from pathcnn.evaluation import evaluate_probabilities
 from pathcnn.patchsets import PatchSet
 from pathcnn.splits import nonsense_classes
@@ -140,3 +140,23 @@ def test_control_metrics_pool_image_calls_over_permutations() -> None:
     assert metrics["test_accuracy"] == pytest.approx(0.5)
     assert metrics["permutation_accuracies"] == {"permutation1": 0.5, "permutation2": 0.0, "permutation3": 1.0}
     assert not metrics["leak_suspected"]
+
+
+def test_the_spread_of_a_mean_over_folds_is_how_far_each_seeds_mean_moves() -> None:
+    """Model 1 of 2026-11-28: per-seed means 0.7255, 0.7305, 0.6335; not the largest single-fold range 0.178."""
+    fold1, fold2 = (0.542, 0.552, 0.536), (0.909, 0.909, 0.731)
+
+    def fold(values: tuple[float, ...]) -> dict:
+        return {
+            "baseline_accuracy": 0.5,
+            "cnn_accuracy": sum(values) / 3,
+            "cnn_accuracy_range": max(values) - min(values),
+            "seeds": {f"seed{42 + k}": {"cnn_accuracy": value, "cnn_fit": "ok"} for k, value in enumerate(values)},
+        }
+
+    summary = summarise({"fold1": fold(fold1), "fold2": fold(fold2)}, [42, 43, 44])
+    assert summary["cnn_seed_mean_accuracy"] == pytest.approx({"seed42": 0.7255, "seed43": 0.7305, "seed44": 0.6335})
+    assert summary["cnn_mean_seed_range"] == pytest.approx(0.7305 - 0.6335)
+    assert summary["cnn_max_seed_range"] == pytest.approx(0.178)
+    equal = summarise({"fold1": fold((0.5, 0.5, 0.5))}, [42, 43, 44])
+    assert equal["cnn_mean_seed_range"] == 0.0

@@ -59,6 +59,7 @@ def held_out_record(folds: dict[str, dict[int, tuple[float, float]]], features: 
     values = [fold["cnn_accuracy"] for fold in record["folds"].values()]
     record["cnn_mean_accuracy"] = sum(values) / len(values)
     record["cnn_max_seed_range"] = max(fold["cnn_accuracy_range"] for fold in record["folds"].values())
+    record["cnn_mean_seed_range"] = 0.02
     record["mean_baseline_accuracy"] = 0.5
     record["cnn_mean_image_accuracy"] = 0.5
     record["features_mean_accuracy"] = 0.75 if features else None
@@ -122,6 +123,8 @@ def write_results(
         for seed in seeds
     ]
     write_stage(results, "crossval", model, crossval, pd.concat(frames), skip)
+    untuned = held_out_record({"fold1": {42: (0.7, 0.97), 43: (0.74, 0.98)}, "fold2": {42: (0.8, 0.99)}}, False)
+    write_stage(results, "crossval-untuned", model, untuned, None, skip)
     nonsense = {
         "status": "ok",
         "classes": {f"{classes[0]}1+{classes[1]}1": [], f"{classes[0]}2+{classes[1]}2": []},
@@ -204,6 +207,11 @@ def test_the_report_opens_with_the_overview_and_logs_its_files_to_mlflow(
     assert "| held out, nonsense labels: mean |  | 0.610 | largest fold range 0.020 |" in model1
     assert "| patch split, nonsense labels | patches of all images | 0.850 | 0.800-0.900 |" in model1
     assert "clear the nonsense-label floor (0.610)" in model1
+    assert "| held out, untuned: fold1 | fold1 | 0.720 | 0.700-0.740 | 0.975 | 0 of 2 |  | 0.500 |" in model1
+    assert "| held out, untuned: mean |  | 0.760 |" in model1
+    # small_params_file tunes on held-out images: the tuned figure is called optimistic beside the untuned one
+    assert "tuned against untuned values (tune.space start values): tuned 0.850, untuned 0.760" in text
+    assert "so the tuned figure is optimistic" in text
     model2 = text.split("## model2:")[1]
     assert "The CNN of fold1, seed 43 did not fit" in model2 and "0.488" in model2
     assert "part of the patch-split figure is within-image memorisation" not in model2  # unfitted: never memorisation

@@ -13,6 +13,7 @@ from pathcnn.significance import (
     best_possible_image_p_value,
     fast_balanced_accuracy,
     fast_binary_auc,
+    over_seeds,
     paired_comparison,
     prediction_statistics,
 )
@@ -81,3 +82,33 @@ def test_paired_comparison_joins_on_patch_id_not_row_order() -> None:
 def test_best_possible_image_p_value_with_four_images() -> None:
     assert best_possible_image_p_value(4, 0.5) == pytest.approx(0.0625)
     assert best_possible_image_p_value(0, 0.5) == 1.0
+
+
+def test_repeated_seeds_do_not_narrow_the_interval_or_the_p_value() -> None:
+    """Three seeds on the same 40 patches: n stays 40, the interval spans the seeds' intervals, p is the largest.
+
+    Pooling the 120 predictions as independent (the earlier report) gives a narrower interval and a smaller p.
+    """
+    rng = np.random.default_rng(0)
+    labels = ["A"] * 20 + ["B"] * 20
+    images = ["a1"] * 20 + ["b1"] * 20
+    per_seed, frames = [], []
+    for seed, hits in ((42, 26), (43, 30), (44, 28)):
+        right = np.zeros(40, dtype=bool)
+        right[rng.choice(40, hits, replace=False)] = True
+        predicted = [label if ok else ("B" if label == "A" else "A") for label, ok in zip(labels, right, strict=True)]
+        prob_b = [0.8 if p == "B" else 0.2 for p in predicted]
+        one = frame(labels, predicted, prob_b, images).assign(seed=seed)
+        frames.append(one)
+        per_seed.append(prediction_statistics(one, CLASSES, null_rate=0.5, resamples=200, seed=0))
+    combined = over_seeds(per_seed)
+    assert combined["n"] == 40 and combined["seeds"] == 3
+    assert combined["accuracy"] == pytest.approx((26 + 30 + 28) / 120)
+    assert combined["ci_low"] == pytest.approx(accuracy_summary(np.arange(40) < 26, 0.5)["ci_low"])
+    assert combined["ci_high"] == pytest.approx(accuracy_summary(np.arange(40) < 30, 0.5)["ci_high"])
+    assert combined["p_value"] == pytest.approx(scipy_stats.binomtest(26, 40, 0.5, alternative="greater").pvalue)
+    assert combined["image_n"] == 6 and combined["image_correct"] == sum(s["image_correct"] for s in per_seed)
+    pooled = prediction_statistics(pd.concat(frames), CLASSES, null_rate=0.5, resamples=200, seed=0)
+    assert pooled["n"] == 120
+    assert combined["ci_high"] - combined["ci_low"] > pooled["ci_high"] - pooled["ci_low"]
+    assert combined["p_value"] > pooled["p_value"]

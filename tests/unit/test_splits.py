@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pathcnn.errors import PathcnnError
-from pathcnn.splits import image_folds, split_images, split_patches
+from pathcnn.splits import held_out_folds, image_folds, split_images, split_patches
 
 LABELS = np.array(["A"] * 197 + ["B"] * 203)
 IMAGES = np.array(["A1"] * 100 + ["A2"] * 97 + ["B1"] * 103 + ["B2"] * 100)
@@ -65,3 +65,17 @@ def test_folds_refuse_a_class_with_one_image() -> None:
 def test_too_few_patches_is_a_clear_error() -> None:
     with pytest.raises(PathcnnError, match="at least 3"):
         split_patches(np.array(["A", "B"]), 0.1, 0.1, 0)
+
+
+def test_held_out_objective_folds_never_put_one_image_in_a_trials_training_and_its_score() -> None:
+    """The tune objective's folds, built on the train split's patches: the test split's patches never enter."""
+    split = split_patches(LABELS, 0.1, 0.1, seed=5)
+    pool = split != "test"
+    folds = held_out_folds(LABELS[pool], IMAGES[pool], 0.1, seed=5)
+    assert [fold.test_images for fold, _ in folds] == [("A1", "B1"), ("A2", "B2")]
+    for fold, assignment in folds:
+        assert len(assignment) == pool.sum()  # only the pool's patches are assigned
+        images = {part: set(IMAGES[pool][assignment == part]) for part in ("train", "val", "test")}
+        assert images["test"] == set(fold.test_images)
+        assert not (images["train"] | images["val"]) & images["test"]
+        assert images["train"] == images["val"] == set(np.unique(IMAGES)) - set(fold.test_images)

@@ -161,8 +161,11 @@ def test_majority_rate() -> None:
     assert majority_rate(np.array([2, 2, 1, 0]), np.array([2, 1, 2, 2])) == (2, 0.75)
 
 
-def test_majority_rate_breaks_ties_by_smallest_label() -> None:
-    assert majority_rate(np.array([3, 1, 3, 1, 0]), np.array([1, 1, 0, 3])) == (1, 0.5)
+def test_majority_rate_of_a_tie_is_the_tied_labels_mean_test_rate() -> None:
+    # 1 and 3 tie in training: label 1 is named, the baseline is (0.5 + 0.25) / 2, whichever label comes first.
+    assert majority_rate(np.array([3, 1, 3, 1, 0]), np.array([1, 1, 0, 3])) == (1, 0.375)
+    assert majority_rate(np.array([0, 1, 0, 1]), np.array([1, 1, 1, 0]))[1] == 0.5
+    assert majority_rate(np.array([1, 0, 1, 0]), np.array([0, 0, 0, 1]))[1] == 0.5
 
 
 def test_majority_rate_on_empty_test_set() -> None:

@@ -25,7 +25,7 @@ SPACE = {
 
 
 def tune_params(**values: object) -> TuneParams:
-    return TuneParams.model_validate({"space": SPACE, **values})
+    return TuneParams.model_validate({"space": SPACE, "objective": "val_loss", **values})
 
 
 def raw_params(space: dict | None = None, **tune: object) -> dict:
@@ -74,6 +74,9 @@ def test_study_name_changes_with_the_search_not_with_the_budget():
 def test_direction_follows_the_objective():
     assert studies.direction(Objective.val_loss) == "minimize"
     assert studies.direction(Objective.val_balanced_accuracy) == "maximize"
+    assert studies.direction(Objective.held_out_accuracy) == "maximize"
+    assert studies.direction(Objective.held_out_loss) == "minimize"
+    assert Objective.held_out_loss.held_out and not Objective.val_loss.held_out
 
 
 def test_sampler_seeds_differ_per_worker_and_on_resume():
@@ -211,7 +214,7 @@ def test_importance_plot_needs_two_complete_trials():
 
 def test_the_repository_params_hold_a_valid_default_space():
     params = load_params(REPO / "params.yaml")
-    assert params.tune.space and params.tune.objective is Objective.val_loss
+    assert params.tune.space and params.tune.objective is Objective.held_out_accuracy
 
 
 @pytest.mark.parametrize(

@@ -23,22 +23,36 @@ from pathcnn.figures import Column, Estimate, Panel, confusion_figure, overview_
 from pathcnn.params import Params, load_params
 from pathcnn.patchsets import read_manifest
 from pathcnn.reporting import example_grid, interval, markdown_to_html, number, p_value, table
-from pathcnn.significance import paired_comparison, prediction_statistics
+from pathcnn.significance import over_seeds, paired_comparison, prediction_statistics
 
-STAGES = ("train", "baseline", "control", "crossval", "nonsense")
+STAGES = ("train", "baseline", "control", "crossval", "crossval-untuned", "nonsense")
 WITH_PREDICTIONS = ("train", "baseline", "control", "crossval")  # the stages whose predictions the report reads
 # Keys a stage's metrics.json must hold when its status is ok (files of an older format lack them).
 REQUIRED_KEYS = {
     "train": ("test_accuracy", "train_accuracy", "val_accuracy", "train_val_gap", "baseline_accuracy"),
     "baseline": ("test_accuracy", "baseline_accuracy"),
     "control": ("test_accuracy", "chance_accuracy", "image_calls", "image_calls_correct", "image_p_value"),
-    "crossval": ("folds", "seeds", "cnn_mean_accuracy", "cnn_max_seed_range", "features_mean_accuracy"),
+    "crossval": (
+        "folds",
+        "seeds",
+        "cnn_mean_accuracy",
+        "cnn_max_seed_range",
+        "cnn_mean_seed_range",
+        "features_mean_accuracy",
+    ),
+    "crossval-untuned": ("folds", "seeds", "cnn_mean_accuracy", "cnn_max_seed_range", "cnn_mean_seed_range"),
     "nonsense": ("classes", "seeds", "patch_split", "held_out"),
 }
 PREDICTION_COLUMNS = ("patch_id", "image_id", "label", "predicted")
 FIGURES = Path("figures") / "report"
 OVERVIEW = Path("overview.png")
-COLOURS = {"cnn": "tab:blue", "features": "tab:orange", "nonsense": "tab:gray", "shuffled": "tab:red"}
+COLOURS = {
+    "cnn": "tab:blue",
+    "untuned": "tab:cyan",
+    "features": "tab:orange",
+    "nonsense": "tab:gray",
+    "shuffled": "tab:red",
+}
 
 
 @dataclass
@@ -56,6 +70,10 @@ class ModelResults:
     @property
     def crossval_ok(self) -> bool:
         return self.metrics["crossval"].get("status") == "ok"
+
+    @property
+    def untuned_ok(self) -> bool:
+        return self.metrics["crossval-untuned"].get("status") == "ok"
 
     @property
     def nonsense_ok(self) -> bool:
@@ -116,11 +134,6 @@ def read_model(results_dir: Path, name: str) -> tuple[dict[str, dict[str, Any]],
     return metrics, predictions
 
 
-def per_seed_images(frame: pd.DataFrame) -> pd.DataFrame:
-    """Image ids made unique per seed, so that each seed's fits call each held-out image once."""
-    return frame.assign(image_id="seed" + frame["seed"].astype(str) + "/" + frame["image_id"])
-
-
 def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params: Params) -> ModelResults:
     """Read one model's results and compute the statistics."""
     metrics, predictions = read_model(results_dir, name)
@@ -143,7 +156,10 @@ def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params:
         )
         cnn = pooled[pooled["method"] == "cnn"]
         results.held_out_images = int(cnn["image_id"].nunique())
-        results.stats["crossval_cnn"] = prediction_statistics(per_seed_images(cnn), classes, null, resamples, seed)
+        # Each seed's fits test the same patches: one statistic per seed, combined without counting a patch twice.
+        results.stats["crossval_cnn"] = over_seeds(
+            [prediction_statistics(fits, classes, null, resamples, seed) for _, fits in cnn.groupby("seed", sort=True)]
+        )
         features = pooled[pooled["method"] == "features"]
         results.stats["crossval_features"] = prediction_statistics(features, classes, null, resamples, seed)
     return results
@@ -152,7 +168,7 @@ def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params:
 # ---------------------------------------------------------------- findings (the rules live in pathcnn.findings)
 
 
-def held_out_findings(result: ModelResults, target: float | None) -> list[str]:
+def held_out_findings(result: ModelResults, target: float | None, chosen_on_folds: bool = False) -> list[str]:
     """What the image-held-out folds show: fits, memorisation, folds, target, images, CNN vs features."""
     crossval = result.metrics["crossval"]
     if not result.crossval_ok:
@@ -169,6 +185,14 @@ def held_out_findings(result: ModelResults, target: float | None) -> list[str]:
         rules.target_met(folds, target),
         rules.image_level(pooled["image_correct"], pooled["image_n"], result.held_out_images, len(result.classes)),
         rules.cnn_vs_features_held_out(mean, crossval["features_mean_accuracy"], spread),
+        rules.tuned_vs_untuned(
+            mean,
+            result.metrics["crossval-untuned"]["cnn_mean_accuracy"],
+            rules.seed_spread(crossval, result.metrics["crossval-untuned"]),
+            chosen_on_folds,
+        )
+        if result.untuned_ok
+        else None,
     )
 
 
@@ -207,7 +231,7 @@ def nonsense_findings(result: ModelResults) -> list[str]:
     ]
 
 
-def findings(result: ModelResults, target: float | None) -> list[str]:
+def findings(result: ModelResults, target: float | None, chosen_on_folds: bool = False) -> list[str]:
     """The reasons behind a model's numbers, each from a rule in pathcnn.findings."""
     train, comparison = result.metrics["train"], result.comparison
     return (
@@ -215,7 +239,7 @@ def findings(result: ModelResults, target: float | None) -> list[str]:
             rules.overfitting(train["train_val_gap"]),
             rules.did_not_fit("The final CNN", train["train_accuracy"], train.get("fit_chance_upper")),
         )
-        + held_out_findings(result, target)
+        + held_out_findings(result, target, chosen_on_folds)
         + nonsense_findings(result)
         + [
             rules.cnn_vs_features_patch_split(
@@ -375,6 +399,8 @@ def split_table(result: ModelResults) -> str:
         )
     if result.crossval_ok:
         rows += held_out_rows(result.metrics["crossval"], "held out", features=True)
+    if result.untuned_ok:
+        rows += held_out_rows(result.metrics["crossval-untuned"], "held out, untuned", features=False)
     if result.nonsense_held_out_ok:
         rows += held_out_rows(nonsense["held_out"], "held out, nonsense labels", features=False)
     return table(SPLIT_HEADER, rows)
@@ -392,6 +418,11 @@ def split_notes(result: ModelResults) -> list[str]:
         )
     else:
         lines.append(f"- Image-held-out cross-validation not possible: {crossval['reason']}")
+    if result.untuned_ok:
+        lines.append(
+            "- Held out, untuned: the same folds and seeds with the tune.space start values instead of the study's "
+            "best values (stage crossval-untuned)."
+        )
     if result.nonsense_ok:
         classes = " vs ".join(f"{name} ({', '.join(images)})" for name, images in nonsense["classes"].items())
         lines.append(
@@ -407,9 +438,12 @@ def split_notes(result: ModelResults) -> list[str]:
 
 
 def pooled_lines(result: ModelResults) -> list[str]:
-    """The held-out predictions pooled over folds (the CNN's over its seeds too)."""
+    """The held-out predictions pooled over folds; the CNN's per seed, then combined (significance.over_seeds)."""
     lines = []
-    for method, label in (("cnn", "CNN (all seeds)"), ("features", "features")):
+    for method, label in (
+        ("cnn", "CNN (mean of seeds; interval and p: the least favourable seed)"),
+        ("features", "features"),
+    ):
         s = result.stats[f"crossval_{method}"]
         lines.append(
             f"- Held-out images pooled over folds, {label}: {accuracy_cell(s)}, p vs majority "
@@ -464,6 +498,12 @@ def overview_panel(result: ModelResults) -> Panel:
     columns = (
         Column("CNN\npatch split", COLOURS["cnn"], (Estimate(train["test_accuracy"]),)),
         Column("CNN\nheld out", COLOURS["cnn"], fold_estimates(crossval), per_fold=True),
+        Column(
+            "CNN held out\nuntuned",
+            COLOURS["untuned"],
+            fold_estimates(result.metrics["crossval-untuned"]),
+            per_fold=True,
+        ),
         Column("features\npatch split", COLOURS["features"], (Estimate(result.metrics["baseline"]["test_accuracy"]),)),
         Column(
             "features\nheld out",
@@ -489,7 +529,8 @@ def overview_lines() -> list[str]:
         f"![Overview: every accuracy per model]({OVERVIEW.as_posix()})",
         "",
         "**Overview.** Per model: the CNN's test accuracy on the patch split (train stage); its accuracy on "
-        "held-out images per fold (point = mean over seeds, bar = seed min-max); the colour/texture features on "
+        "held-out images per fold (point = mean over seeds, bar = seed min-max), with the study's values and "
+        "untuned (tune.space start values); the colour/texture features on "
         "the patch split and on held-out images (mean over folds); the nonsense-label control on the patch split "
         "(mean, seed min-max) and on held-out images per fold; the shuffled-label control; dashed line = the "
         "majority-class rate of the patch-split test patches.",
@@ -543,7 +584,8 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
         "# pathcnn report",
         "",
         "Every number below is read from the metrics and prediction files under `results/` (written by the "
-        "train, baseline, control, crossval and nonsense stages) or computed from them; none is typed in by hand. "
+        "train, baseline, control, crossval, crossval-untuned and nonsense stages) or computed from them; none is "
+        "typed in by hand. "
         "Patch split = the task's random 90:10 split of patches, so patches of one image sit in train and test; "
         "held out = leave-one-image-out per class, the test images unseen in training.",
         "",
@@ -564,7 +606,8 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
     lines += ["Reasons, per model (each derived from the numbers in its section):", ""]
     for result in results:
         lines += [f"- **{result.name}**:"] + [
-            f"  - {line}" for line in findings(result, params.report.targets.get(result.name))
+            f"  - {line}"
+            for line in findings(result, params.report.targets.get(result.name), params.tune.objective.held_out)
         ]
     lines.append("")
     for result in results:

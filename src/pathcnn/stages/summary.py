@@ -28,6 +28,7 @@ COLUMNS = (
     ("held-out img", "held_out", "crossval", "cnn_mean_accuracy"),
     ("seed range", "held_out_seed_range", "crossval", "cnn_max_seed_range"),
     ("held-out feat", "held_out_features", "crossval", "features_mean_accuracy"),
+    ("held-out untuned", "held_out_untuned", "crossval-untuned", "cnn_mean_accuracy"),
     ("nonsense test", "nonsense_test", "nonsense", "patch_split.test_accuracy"),
     ("nonsense held-out", "nonsense_held_out", "nonsense", "held_out.cnn_mean_accuracy"),
 )
@@ -92,7 +93,8 @@ def main(args: argparse.Namespace) -> None:
         return
     print(
         "accuracy per model (test = 90:10 patch split; majority = always the most frequent training class; "
-        "held-out img = mean over crossval seeds, seed range = the largest spread of a fold; nonsense = classes "
+        "held-out img = mean over crossval seeds, seed range = the largest spread of a fold; held-out untuned = the "
+        "same with the tune.space start values; nonsense = classes "
         "that follow image identity)"
     )
     print(format_table(summary_rows(args.results, models)))

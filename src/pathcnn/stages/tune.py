@@ -2,8 +2,9 @@
 
 The study lives in a storage that outlives the process (a journal file, or any SQLAlchemy URL), so a
 killed run continues where it stopped, and several workers (processes or machines) share one study.
-Trials fit the same CNN as the train stage on the train split, judged on the validation split; the
-test split is never read.
+Trials fit the same CNN as the train stage on the train split, judged on the validation split
+(tune.objective val_*) or on images left out of the train split one per class (held_out_*); the test
+split is never read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -28,7 +30,7 @@ from pathcnn.console import say
 from pathcnn.errors import PathcnnError
 from pathcnn.figures import save_figure
 from pathcnn.params import Objective, Params, TrainParams, TuneParams, load_params
-from pathcnn.patchsets import PatchSet, read_split, split_sets
+from pathcnn.patchsets import PatchSet, patch_set, read_split, split_sets
 from pathcnn.seeding import seed_everything
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 
@@ -48,6 +50,7 @@ class TrialResult:
     epochs: int
     history: dict[str, list[float]] = field(default_factory=dict)
     fit: str = "ok"  # 'failed': train accuracy within chance; such a trial is pruned, never ranked
+    held_out_accuracy: float | None = None  # held-out objective: mean accuracy on the left-out images
 
     @property
     def train_val_gap(self) -> float:
@@ -125,9 +128,69 @@ def fit_trial(
     )
 
 
+def held_out_loss(evaluation: Any, class_names: tuple[str, ...]) -> float:
+    """Mean cross-entropy of the held-out patches' true class (probabilities clipped at 1e-7)."""
+    frame = evaluation.test_predictions
+    probabilities = frame[[f"prob_{name}" for name in class_names]].to_numpy(dtype=float)
+    truth = frame["label"].map({name: index for index, name in enumerate(class_names)}).to_numpy()
+    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0))))
+
+
+def fit_held_out_trial(
+    trial: optuna.Trial,
+    pool: PatchSet,
+    class_names: tuple[str, ...],
+    train: TrainParams,
+    objective: Objective,
+    seed: int,
+    val_fraction: float,
+) -> TrialResult:
+    """Fit the CNN once per held-out fold of the train split's patches; the value is the mean over folds.
+
+    Each fold trains (early stopping on its own validation part) through train_and_evaluate, the train
+    stage's path, and is scored on the patches of the images it left out. After each fold the running mean
+    goes to the pruner (steps are folds). A fold that did not fit its own training patches fails the trial.
+    """
+    from pathcnn.splits import held_out_folds
+    from pathcnn.training import train_and_evaluate
+
+    folds = held_out_folds(pool.labels, pool.frame["image_id"].to_numpy(), val_fraction, seed)
+    scores: list[float] = []
+    records: dict[str, list[float]] = {key: [] for key in ("train_accuracy", "val_accuracy", "test_accuracy")}
+    history: dict[str, list[float]] = {}
+    fits, epochs, pruned = [], 0, False
+    for step, (fold, assignment) in enumerate(folds):
+        sets = {part: pool.subset(assignment == part) for part in ("train", "val", "test")}
+        outcome = train_and_evaluate(sets, class_names, train, seed)
+        metrics = outcome.evaluation.metrics
+        for key in records:
+            records[key].append(metrics[key])
+        fits.append(metrics["fit"])
+        epochs += outcome.epochs_run
+        history.update({f"{fold.name}_{key}": values for key, values in outcome.history.items()})
+        score = held_out_loss(outcome.evaluation, class_names) if objective.minimised else metrics["test_accuracy"]
+        scores.append(score)
+        running = float(np.mean(scores))
+        history.setdefault(f"objective_{objective.value}", []).append(running)
+        trial.report(running, step)
+        if step < len(folds) - 1 and trial.should_prune():
+            pruned = True
+            break
+    return TrialResult(
+        value=float(np.mean(scores)),
+        pruned=pruned,
+        train_accuracy=float(np.mean(records["train_accuracy"])),
+        val_accuracy=float(np.mean(records["val_accuracy"])),
+        epochs=epochs,
+        history=history,
+        fit="failed" if "failed" in fits else "ok",
+        held_out_accuracy=float(np.mean(records["test_accuracy"])),
+    )
+
+
 @dataclass(frozen=True)
 class TuneContext:
-    """Everything a trial needs, read once per worker."""
+    """Everything a trial needs, read once per worker: the train and val parts, or (held-out objective) both as one."""
 
     model: str
     params: Params
@@ -157,14 +220,25 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             tracking.log_params({"train": train.model_dump(), "trial_number": trial.number, "seed": params.base.seed})
             try:
-                result = fit_trial(
-                    trial,
-                    context.sets,
-                    len(params.model(context.model).classes),
-                    train,
-                    tune.objective,
-                    params.base.seed,
-                )
+                if tune.objective.held_out:
+                    result = fit_held_out_trial(
+                        trial,
+                        context.sets["pool"],
+                        params.model(context.model).classes,
+                        train,
+                        tune.objective,
+                        params.base.seed,
+                        params.split.val_fraction,
+                    )
+                else:
+                    result = fit_trial(
+                        trial,
+                        context.sets,
+                        len(params.model(context.model).classes),
+                        train,
+                        tune.objective,
+                        params.base.seed,
+                    )
             except Exception:
                 tracking.set_tags({"trial_state": TrialState.FAIL.name})
                 tracking.log_params({"trial_state": TrialState.FAIL.name})
@@ -180,6 +254,8 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
                 "train_val_gap": result.train_val_gap,
                 "epochs": result.epochs,
             }
+            if result.held_out_accuracy is not None:
+                attributes["held_out_accuracy"] = result.held_out_accuracy
             for key, value in attributes.items():
                 trial.set_user_attr(key, value)
             # Optuna records a pruned trial's last reported value; a complete trial's value is its best epoch's.
@@ -350,7 +426,8 @@ def run(
     description = {
         "model": model,
         "classes": " vs ".join(class_names),
-        "objective": f"{direction_word(tune)} {tune.objective.value} on the validation split",
+        "objective": f"{direction_word(tune)} {tune.objective.value} "
+        + ("(mean over images left out of the train split)" if tune.objective.held_out else "on the validation split"),
         "searched": ", ".join(tune.space),
     }
     storage = studies.open_storage(url, tune.heartbeat_seconds)
@@ -363,7 +440,11 @@ def run(
     say(f"tune {model}: study {name} in {studies.describe_storage(url)}, {tune.n_trials} finished trials wanted")
 
     def work_here() -> int:
-        sets = split_sets(patches_dir, split[split["split"].isin(["train", "val"])], class_names)
+        rows = split[split["split"].isin(["train", "val"])]
+        if tune.objective.held_out:  # one pool: the objective's folds re-split it by image
+            sets = {"pool": patch_set(patches_dir, rows, class_names)}
+        else:
+            sets = split_sets(patches_dir, rows, class_names)
         context = TuneContext(model, params, sets, name, experiment, parent)
         return work(study, make_objective(context), tune.n_trials, grace)
 
