@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from pathcnn.errors import PathcnnError
 from pathcnn.params import TrainParams
 from pathcnn.patchsets import PatchSet
+from pathcnn.significance import accuracy_summary
 from tests.conftest import mlflow_uri, prepare_repo_copy, run_command
 from tests.unit.test_report import FITTED, write_results
 
@@ -169,6 +170,18 @@ def test_report_numbers_equal_the_metrics_files(reproduced: Path) -> None:
         for name, fold in crossval["folds"].items():
             seeds = f"{fold['cnn_accuracy_min']:.3f}-{fold['cnn_accuracy_max']:.3f}"
             assert f"| held out: {name} | {fold['test_images']} | {fold['cnn_accuracy']:.3f} | {seeds} |" in section
+        untuned = metrics_of(reproduced, "crossval-untuned", model)
+        assert f"| held out, untuned: mean |  | {untuned['cnn_mean_accuracy']:.3f} |" in section
+        # The pooled held-out CNN: n = the distinct test patches, not patches x seeds; its interval spans the seeds'.
+        cnn = pd.read_csv(reproduced / "results" / "crossval" / model / "predictions.csv").query("method == 'cnn'")
+        per_seed = [
+            accuracy_summary((fits["predicted"] == fits["label"]).to_numpy(), 0.5) for _, fits in cnn.groupby("seed")
+        ]
+        assert {summary["n"] for summary in per_seed} == {cnn["patch_id"].nunique()}
+        accuracy = float(np.mean([summary["accuracy"] for summary in per_seed]))
+        low, high = min(s["ci_low"] for s in per_seed), max(s["ci_high"] for s in per_seed)
+        pooled = "Held-out images pooled over folds, CNN (mean of seeds; interval and p: the least favourable seed): "
+        assert f"{pooled}{accuracy:.3f} [{low:.3f}, {high:.3f}]" in section
         nonsense = metrics_of(reproduced, "nonsense", model)
         patch = nonsense["patch_split"]
         assert f"| patch split, nonsense labels | patches of all images | {patch['test_accuracy']:.3f} |" in section
@@ -198,13 +211,14 @@ def test_evaluation_metrics_are_dvc_metrics_and_mlflow_runs(reproduced: Path) ->
     shown = json.loads(run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout)
     files = {name for entry in shown.values() for name in entry.get("data", {})}
     assert "results/summary/model1.json" in files  # the headline numbers; the full records are outputs
-    for stage in ("baseline", "control", "crossval", "nonsense"):
+    for stage in ("baseline", "control", "crossval", "crossval-untuned", "nonsense"):
         assert (reproduced / "results" / stage / "model1" / "metrics.json").exists()
     client = MlflowClient(mlflow_uri(reproduced))
     experiment = client.get_experiment_by_name("pathcnn-model1")
     # Two folds, each fitted with every seed (crossval.seeds, 2 in the test params); the nonsense control fits
     # the patch split and its two folds with every seed.
     counts = {"baseline": 1, "control": 1, "crossval": 1, "crossval-fold": 4, "nonsense": 1, "nonsense-fit": 6}
+    counts |= {"crossval-untuned": 1, "crossval-untuned-fold": 4}
     for kind, count in counts.items():
         runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.kind = '{kind}'")
         assert len(runs) == count, kind
