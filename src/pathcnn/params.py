@@ -284,7 +284,7 @@ class TuneParams(Section):
     workers: int = Field(1, ge=1, le=64, description="Worker processes started by one tune command.")
     max_epochs: int = Field(8, ge=1, description="Epoch budget of one trial.")
     objective: Objective = Field(
-        Objective.held_out_accuracy, description="What trials are scored on: val_* or held_out_* (see Objective)."
+        Objective.val_loss, description="What trials are scored on: val_* or held_out_* (see Objective)."
     )
     sampler: Sampler = Field(Sampler.tpe, description="tpe (seeded) or random.")
     pruner: Pruner = Field(Pruner.median, description="median, hyperband or none.")

@@ -214,7 +214,7 @@ def test_importance_plot_needs_two_complete_trials():
 
 def test_the_repository_params_hold_a_valid_default_space():
     params = load_params(REPO / "params.yaml")
-    assert params.tune.space and params.tune.objective is Objective.held_out_accuracy
+    assert params.tune.space and params.tune.objective is Objective.val_loss
 
 
 @pytest.mark.parametrize(
