@@ -499,7 +499,7 @@ def overview_panel(result: ModelResults) -> Panel:
         Column("CNN\npatch split", COLOURS["cnn"], (Estimate(train["test_accuracy"]),)),
         Column("CNN\nheld out", COLOURS["cnn"], fold_estimates(crossval), per_fold=True),
         Column(
-            "CNN held out\nuntuned",
+            "CNN\nheld out\nuntuned",
             COLOURS["untuned"],
             fold_estimates(result.metrics["crossval-untuned"]),
             per_fold=True,
