@@ -621,8 +621,12 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
         f"({params.report.bootstrap_resamples} resamples, seed {params.base.seed}).",
         "- McNemar's exact test compares the CNN and the feature baseline on the same test patches.",
         "- Image-level accuracy: each image is called by the mean of its patches' class probabilities.",
-        "- Seed spread: each held-out fold's CNN is fitted once per seed; a difference between two figures no "
-        "larger than the largest per-fold seed range is treated as noise.",
+        "- Seed spread: each held-out fold's CNN is fitted once per seed. A difference between two means over "
+        "folds no larger than how far such a mean moves from seed to seed (cnn_mean_seed_range: max - min of the "
+        "seeds' means; the larger of the two figures' when two are compared) is treated as noise; folds are "
+        "compared with each other against the largest single-fold seed range (cnn_max_seed_range).",
+        "- The pooled held-out lines weigh every test patch equally, so they differ slightly from the headline "
+        "held-out figure, the mean over folds.",
         "- Nonsense labels: classes that pair images across the real classes, so they mean nothing about tissue; "
         "a real model's held-out accuracy must clear theirs by more than the seed spread to count as evidence of "
         "tissue learning.",
