@@ -28,19 +28,13 @@ from pathcnn.significance import over_seeds, paired_comparison, prediction_stati
 STAGES = ("train", "baseline", "control", "crossval", "crossval-untuned", "nonsense")
 WITH_PREDICTIONS = ("train", "baseline", "control", "crossval")  # the stages whose predictions the report reads
 # Keys a stage's metrics.json must hold when its status is ok (files of an older format lack them).
+HELD_OUT_KEYS = ("folds", "seeds", "cnn_mean_accuracy", "cnn_max_seed_range", "cnn_mean_seed_range")
 REQUIRED_KEYS = {
     "train": ("test_accuracy", "train_accuracy", "val_accuracy", "train_val_gap", "baseline_accuracy"),
     "baseline": ("test_accuracy", "baseline_accuracy"),
     "control": ("test_accuracy", "chance_accuracy", "image_calls", "image_calls_correct", "image_p_value"),
-    "crossval": (
-        "folds",
-        "seeds",
-        "cnn_mean_accuracy",
-        "cnn_max_seed_range",
-        "cnn_mean_seed_range",
-        "features_mean_accuracy",
-    ),
-    "crossval-untuned": ("folds", "seeds", "cnn_mean_accuracy", "cnn_max_seed_range", "cnn_mean_seed_range"),
+    "crossval": (*HELD_OUT_KEYS, "features_mean_accuracy"),
+    "crossval-untuned": HELD_OUT_KEYS,  # the same stage with --untuned; the features are crossval's to report
     "nonsense": ("classes", "seeds", "patch_split", "held_out"),
 }
 PREDICTION_COLUMNS = ("patch_id", "image_id", "label", "predicted")

@@ -93,8 +93,8 @@ def main(args: argparse.Namespace) -> None:
         return
     print(
         "accuracy per model (test = 90:10 patch split; majority = always the most frequent training class; "
-        "held-out img = mean over crossval folds and seeds, seed range = the largest spread of a fold; held-out untuned = the "
-        "same with the tune.space start values; nonsense = classes "
+        "held-out img = mean over crossval folds and seeds, seed range = the largest spread of a fold; "
+        "held-out untuned = the same with the tune.space start values; nonsense = classes "
         "that follow image identity)"
     )
     print(format_table(summary_rows(args.results, models)))
