@@ -7,12 +7,16 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PGDATA := $(abspath .postgres)
 PGPORT ?= 54329
+MLFLOW_PORT ?= 5050
+MLFLOW_ARTIFACTS ?= $(abspath mlartifacts)
+MLFLOW_BACKEND ?= postgresql+psycopg2://pathcnn@127.0.0.1:$(PGPORT)/mlflow
+MLFLOW_SERVER_OPTS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint ui dashboard compare plots plots-diff postgres postgres-stop bench clean lock
+.PHONY: help venv repro test test-fast lint ui dashboard compare plots plots-diff postgres postgres-stop mlflow-server mlflow-server-stop bench clean lock
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +26,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)  ## create .venv with the pinned dependencies
 
-repro: $(STAMP)  ## pull data/raw from the DVC remote, run the pipeline, print the metrics table
+repro: $(STAMP)  ## pull data/raw and any computed results from the DVC remote, run what is missing, print the metrics table
 	$(BIN)/dvc pull data/raw.dvc
-	$(BIN)/dvc repro
+	$(BIN)/dvc repro --pull
 	$(BIN)/pathcnn summary
 
 test: $(STAMP)  ## run the whole test suite (unit, integration, browser, postgres when configured)
@@ -55,12 +59,18 @@ plots: dvc_plots/offline-template.html  ## dvc plots show into dvc_plots/index.h
 plots-diff: dvc_plots/offline-template.html  ## the same for dvc plots diff REVS="HEAD exp-name" (default: workspace vs HEAD)
 	$(BIN)/dvc plots diff $(REVS) --html-template $< -o dvc_plots
 
-postgres:  ## install (Debian) and start a local PostgreSQL for the distributed-study tests
+postgres:  ## install (Debian) and start a local PostgreSQL (databases pathcnn: Optuna studies, mlflow: make mlflow-server)
 	bash .ci/postgres.sh start $(PGDATA) $(PGPORT)
 	@echo "export PATHCNN_TEST_POSTGRES_URL=postgresql+psycopg2://pathcnn@127.0.0.1:$(PGPORT)/pathcnn"
 
 postgres-stop:  ## stop the local PostgreSQL
 	bash .ci/postgres.sh stop $(PGDATA) $(PGPORT)
+
+mlflow-server: $(STAMP) postgres  ## team MLflow server on 127.0.0.1:5050 (MLFLOW_PORT), runs in PostgreSQL, artifacts in mlartifacts/ (see docs/team.md)
+	bash .ci/mlflow-server.sh start $(MLFLOW_PORT) $(MLFLOW_BACKEND) $(MLFLOW_ARTIFACTS) $(MLFLOW_SERVER_OPTS)
+
+mlflow-server-stop:  ## stop the MLflow server (PostgreSQL keeps running: make postgres-stop)
+	bash .ci/mlflow-server.sh stop $(MLFLOW_PORT)
 
 bench: $(STAMP)  ## run the benchmarks, print a table and write results/bench.json
 	$(BIN)/python benchmarks/run.py

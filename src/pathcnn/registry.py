@@ -1,8 +1,9 @@
 """The MLflow model registry: one registered model per pipeline model, and who holds the `champion` alias.
 
 A new version takes `champion` only when its test accuracy beats both its own majority baseline and the
-current champion's test accuracy (read from the champion's training run). The rule is a pure function;
-the rest reads and writes the registry of the store `tracking.tracking_uri()` names.
+current champion's test accuracy (read from the champion's training run), and only from the workspace's own
+`train`: a queued or temporary DVC experiment registers its version but leaves the alias where it is. The
+rule is a pure function; the rest reads and writes the registry of the store `tracking.tracking_uri()` names.
 """
 
 from __future__ import annotations
@@ -97,15 +98,28 @@ def current_champion(name: str, client: MlflowClient | None = None) -> tuple[str
 
 
 def promote_if_better(
-    name: str, version: str | int, metrics: dict[str, Any], client: MlflowClient | None = None
+    name: str,
+    version: str | int,
+    metrics: dict[str, Any],
+    client: MlflowClient | None = None,
+    experiment: str | None = None,
 ) -> Decision:
-    """Apply the champion rule to a registered version and record the decision on the version and the active run."""
+    """Apply the champion rule to a registered version and record the decision on the version and the active run.
+
+    experiment names the queued or temporary DVC experiment the version comes from; it is never promoted.
+    """
     client = client or _client()
     version = str(version)
     champion = current_champion(name, client)
     champion_version, champion_accuracy = champion if champion else (None, None)
     test_accuracy, baseline = float(metrics["test_accuracy"]), float(metrics["baseline_accuracy"])
-    if champion is not None and champion_accuracy is None:
+    if experiment is not None:
+        promoted = False
+        reason = (
+            f"DVC experiment {experiment} ran in a temporary workspace: only the workspace's own train moves "
+            f"{CHAMPION} (`dvc exp apply {experiment}`, then `dvc repro -f -s train@<model>`)"
+        )
+    elif champion is not None and champion_accuracy is None:
         # A champion whose run lost its score cannot be compared; the baseline alone decides.
         promoted, reason = should_promote(test_accuracy, baseline, None)
         reason += f" (champion version {champion_version} has no test_accuracy)"
@@ -156,14 +170,15 @@ def model_run(model_uri: str, client: MlflowClient | None = None) -> ModelRun:
             f"{model_uri}: not found in the MLflow store {tracking.tracking_uri()} ({message}); "
             "check the name and alias, or set MLFLOW_TRACKING_URI"
         ) from None
-    return ModelRun(run_id, dict(run.data.params), _training_stats(client, run_id))
+    return ModelRun(run_id, dict(run.data.params), _training_stats(run.info.artifact_uri))
 
 
-def _training_stats(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+def _training_stats(artifact_uri: str) -> dict[str, Any] | None:
     """The training statistics artifact of a run, or None when the run has none."""
+    uri = f"{tracking.relocated_artifact_uri(artifact_uri).rstrip('/')}/{TRAINING_STATS}"
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = client.download_artifacts(run_id, TRAINING_STATS, folder)
+            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
         except (MlflowException, OSError):
             return None
         return read_json(Path(path))

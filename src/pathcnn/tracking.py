@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,108 @@ DEFAULT_STORE = "mlflow.db"
 # metrics.json) are never shadowed: MLflow's UI and search_runs show a metric's latest step.
 EPOCH_PREFIX = "epoch/"
 HOST_TAG, PID_TAG = "pathcnn.host", "pathcnn.pid"
+DVC_EXPERIMENT_TAG, DVC_BASELINE_TAG, DVC_WORKSPACE_TAG = "dvc_exp_name", "dvc_baseline_rev", "dvc_workspace"
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so runs and files are closed like on Ctrl+C."""
 
 
+def project_root() -> Path:
+    """The repository the user works in: DVC_ROOT when DVC runs the stage, else the working directory.
+
+    `dvc exp run --queue/--temp` runs stages in a temporary copy (.dvc/tmp/exps/...) that DVC deletes
+    afterwards; for those, DVC sets DVC_ROOT to the parent repository, so runs and trials land there.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def in_temporary_workspace() -> bool:
+    """Whether this process runs in DVC's temporary copy of the repository (a queued or --temp experiment)."""
+    return Path.cwd().resolve() != project_root()
+
+
+def temporary_experiment() -> str | None:
+    """The name of the queued or --temp DVC experiment this process runs in, None in the workspace."""
+    return (os.environ.get("DVC_EXP_NAME") or "unnamed") if in_temporary_workspace() else None
+
+
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else the SQLite store mlflow.db in the working directory (the repo root)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).as_posix()}"
+    """MLFLOW_TRACKING_URI if set, else the SQLite store mlflow.db at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_root() / DEFAULT_STORE).as_posix()}"
+
+
+def _local_store_folder() -> Path | None:
+    """The folder of a local SQLite store (its artifacts go to <folder>/mlruns), None for a server or other DB."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).resolve().parent
+
+
+def experiment_id_of(name: str) -> str:
+    """The id of an experiment, created if missing and made active.
+
+    MLflow places a new experiment's artifacts in ./mlruns of the working directory, which for a queued
+    experiment is DVC's temporary copy; with a local store they go beside the store instead.
+    """
+    client = MlflowClient(tracking_uri())
+    folder = _local_store_folder()
+    if folder is not None:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            try:
+                client.create_experiment(name, artifact_location=(folder / "mlruns" / name).as_uri())
+            except mlflow.exceptions.MlflowException:
+                if client.get_experiment_by_name(name) is None:  # not a concurrent creation by another process
+                    raise
+        else:
+            _rehome_experiment(found.experiment_id, found.artifact_location, folder)
+    return mlflow.set_experiment(name).experiment_id
+
+
+def _rehome_experiment(experiment_id: str, location: str, folder: Path) -> None:
+    """Point an experiment of a moved or copied local store at the store's own mlruns folder.
+
+    MLflow keeps an absolute artifact location per experiment and has no API to change it, so after the
+    repository moved, new runs would write into the old folder (re-creating it) or into the original clone.
+    This updates that one column of the project's own SQLite file; earlier runs are read through
+    relocated_artifact_uri.
+    """
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    if not is_local_uri(location):
+        return
+    path = Path(local_file_uri_to_path(location))
+    home = folder / "mlruns"
+    if path.parent == home:
+        return
+    database = Path(tracking_uri().removeprefix("sqlite:///"))
+    with closing(sqlite3.connect(database, timeout=60)) as connection, connection:
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+            ((home / path.name).as_uri(), int(experiment_id)),
+        )
+
+
+def relocated_artifact_uri(uri: str) -> str:
+    """A local artifact URI re-rooted onto this store's mlruns folder when the repository has moved.
+
+    A local store records absolute artifact paths; after the folder is moved or renamed they point to
+    nothing, while the same files sit under the store's own mlruns. Other URIs are returned unchanged.
+    """
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    folder = _local_store_folder()
+    if folder is None or not is_local_uri(uri):
+        return uri
+    path = local_file_uri_to_path(uri)
+    if Path(path).exists() or "/mlruns/" not in Path(path).as_posix():
+        return uri
+    moved = folder / "mlruns" / Path(path).as_posix().rsplit("/mlruns/", 1)[1]
+    return str(moved) if moved.exists() else uri
 
 
 def experiment_name(prefix: str, model: str) -> str:
@@ -59,11 +153,27 @@ def data_version(dvc_file: Path = Path("data/raw.dvc")) -> str:
         return "untracked"
 
 
+def dvc_experiment_tags() -> dict[str, str]:
+    """The DVC experiment a run belongs to (DVC sets these for `dvc exp run`), so `dvc exp show` leads to it."""
+    tags = {
+        DVC_EXPERIMENT_TAG: os.environ.get("DVC_EXP_NAME", ""),
+        DVC_BASELINE_TAG: os.environ.get("DVC_EXP_BASELINE_REV", ""),
+    }
+    tags = {key: value for key, value in tags.items() if value}
+    if tags:
+        tags[DVC_WORKSPACE_TAG] = "temporary" if in_temporary_workspace() else "workspace"
+    return tags
+
+
 def provenance_tags() -> dict[str, str]:
-    """Tags every run carries: code and data versions, and who runs it (to spot runs of dead processes)."""
+    """Tags every run carries: code and data versions, the DVC experiment, and who runs it.
+
+    The host and pid spot runs of dead processes.
+    """
     return {
         "git_commit": git_commit(),
         "data_raw_dvc_md5": data_version(),
+        **dvc_experiment_tags(),
         HOST_TAG: socket.gethostname(),
         PID_TAG: str(os.getpid()),
     }
@@ -110,7 +220,7 @@ def tracked_run(
     run_id resumes an existing run (its tags are updated), as a study's parent run is on every tune run.
     """
     setup()
-    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    experiment_id = experiment_id_of(experiment)
     all_tags = {**provenance_tags(), "kind": kind, **(tags or {})}
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     run = mlflow.start_run(
@@ -139,15 +249,19 @@ def create_run(experiment: str, run_name: str, kind: str, tags: Mapping[str, str
     """Create a RUNNING run without making it active (a study's parent run, shared by worker processes)."""
     setup()
     client = MlflowClient(tracking_uri())
-    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    experiment_id = experiment_id_of(experiment)
     all_tags = {**provenance_tags(), "kind": kind, "mlflow.runName": run_name, **(tags or {})}
     return client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
 
 
-def run_exists(run_id: str) -> bool:
-    """Whether the store holds a (not deleted) run with this id."""
+def run_exists(run_id: str, experiment: str | None = None) -> bool:
+    """Whether the store holds a (not deleted) run with this id, in the named experiment if one is given."""
+    client = MlflowClient(tracking_uri())
     try:
-        return MlflowClient(tracking_uri()).get_run(run_id).info.lifecycle_stage != "deleted"
+        info = client.get_run(run_id).info
+        if info.lifecycle_stage == "deleted":
+            return False
+        return experiment is None or client.get_experiment(info.experiment_id).name == experiment
     except mlflow.exceptions.MlflowException:
         return False
 
@@ -331,6 +445,14 @@ def log_keras_model(model: Any, input_example: Any, registered_name: str | None 
 def load_keras_model(model_uri: str) -> Any:
     """A Keras model from the store: models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id>/model."""
     import mlflow.keras
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 
     mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.keras.load_model(model_uri)
+    if ModelsArtifactRepository.is_models_uri(model_uri):
+        location = ModelsArtifactRepository.get_underlying_uri(model_uri)
+    elif RunsArtifactRepository.is_runs_uri(model_uri):
+        location = RunsArtifactRepository.get_underlying_uri(model_uri)
+    else:
+        location = model_uri
+    return mlflow.keras.load_model(relocated_artifact_uri(location))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -171,3 +173,43 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
     kinds = {"train", "baseline", "control", "crossval", "crossval-fold", "nonsense", "nonsense-fit", "trial", "study"}
     kinds |= {"crossval-untuned", "crossval-untuned-fold"}
     assert kinds <= seen
+
+
+def test_a_fresh_clone_restores_the_results_from_a_team_remote_without_training(
+    reproduced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A teammate pushed data, outputs and run cache; `make repro` in a new clone restores them, fitting nothing."""
+    remote = tmp_path / "team-remote"
+    run_command(["git", "add", "-A"], reproduced)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], reproduced)
+    run_command(["dvc", "remote", "add", "--local", "team", str(remote)], reproduced)
+    run_command(["dvc", "push", "-r", "team", "--run-cache"], reproduced)
+    clone = tmp_path / "clone"
+    run_command(["git", "clone", "-q", str(reproduced), str(clone)], tmp_path)
+    run_command(["dvc", "remote", "add", "--local", "--default", "team", str(remote)], clone)
+    (clone / ".venv").symlink_to(Path(sys.prefix))  # this environment: `make` would otherwise build one
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the clone's own default store
+    started = time.monotonic()
+    result = run_command(["make", "-o", ".venv/.installed", "repro"], clone, timeout=600)
+    seconds = time.monotonic() - started
+    log = result.stdout + result.stderr
+    assert "Running stage" not in log, log
+    stages = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    for stage in stages:
+        assert f"'{stage}'" in log, f"{stage} not restored:\n{log}"
+    print(f"make repro in a fresh clone with the team remote: {seconds:.1f} s")
+    assert seconds < 60, f"make repro took {seconds:.0f} s"
+    # Nothing was fitted: no training, tuning or crossval run in the clone's MLflow store.
+    store = clone / "mlflow.db"
+    if store.exists():
+        runs = MlflowClient(f"sqlite:///{store.as_posix()}").search_runs(
+            [e.experiment_id for e in MlflowClient(f"sqlite:///{store.as_posix()}").search_experiments()]
+        )
+        assert runs == [], [run.data.tags.get("kind") for run in runs]
+    changed = run_command(["git", "status", "--porcelain"], clone).stdout.splitlines()
+    assert [line for line in changed if line != "?? .venv"] == []
+    status = json.loads(run_command(["dvc", "status", "--json"], clone).stdout)
+    assert status == {}, status
+    for metrics_file in (clone / "results" / "train").glob("*/metrics.json"):
+        original = reproduced / metrics_file.relative_to(clone)
+        assert metrics_file.read_bytes() == original.read_bytes()

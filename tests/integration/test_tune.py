@@ -260,3 +260,21 @@ def test_changed_best_params_rerun_train_under_dvc(repo_copy: Path):
     tuned.write_text(json.dumps(payload))
     status = run_command(["dvc", "status", "train@model1"], repo_copy).stdout
     assert "results/tune/model1/best_params.json" in status and "modified" in status
+
+
+def test_a_shared_study_gets_a_parent_run_in_each_experiment(
+    workspace: Path, prepared: Path, tracking_uri: str
+) -> None:
+    """Two teams' prefixes, one study storage: the second reuses the study's trials under its own parent run."""
+    run_tune(workspace, prepared)
+    path = workspace / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["base"]["experiment_prefix"] = "other"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    run_tune(workspace, prepared)  # the same study, already complete: no new trial
+    client = MlflowClient(tracking_uri)
+    for prefix in ("pathcnn", "other"):
+        experiment = client.get_experiment_by_name(f"{prefix}-{MODEL}")
+        parents = client.search_runs([experiment.experiment_id], "tags.kind = 'study'")
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED", prefix
+    assert len(load_study(workspace, prepared).trials) == 2

@@ -102,7 +102,9 @@ def run(
         tracking.log_artifact(stats_path)
         registered = registry.registered_name(params.base.experiment_prefix, model_name)
         info = tracking.log_keras_model(outcome.model, sets["test"].patches[:2].astype("float32"), registered)
-        decision = registry.promote_if_better(registered, info.registered_model_version, metrics)
+        decision = registry.promote_if_better(
+            registered, info.registered_model_version, metrics, experiment=tracking.temporary_experiment()
+        )
     say(
         f"train {model_name}: train {metrics['train_accuracy']:.3f}, val {metrics['val_accuracy']:.3f}, "
         f"test {metrics['test_accuracy']:.3f} (majority baseline {metrics['baseline_accuracy']:.3f}), "

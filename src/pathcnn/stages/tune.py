@@ -331,11 +331,15 @@ def spawn_workers(count: int, arguments: list[str]) -> None:
 
 
 def parent_run_id(study: optuna.Study, experiment: str, model: str, storage: str) -> tuple[str, bool]:
-    """The study's MLflow parent run (from the study's user attrs), created when absent; (id, created)."""
+    """The study's MLflow parent run (from the study's user attrs), created when absent; (id, created).
+
+    A study storage shared by a team can hold a parent run of another MLflow store or experiment (another
+    experiment_prefix); this experiment then gets its own parent run.
+    """
     from pathcnn import tracking
 
     known = study.user_attrs.get(studies.PARENT_RUN_ATTR)
-    if known and tracking.run_exists(known):
+    if known and tracking.run_exists(known, experiment):
         return known, False
     tags = {"model": model, "optuna_study": study.study_name, "optuna_storage": storage}
     run_id = tracking.create_run(experiment, study.study_name, "study", tags)
@@ -422,7 +426,7 @@ def run(
         say(f"tune {model}: {why}, writing the start values as best params")
         return write_outputs(None, params, model, out_dir)
     name = studies.study_name(model, tune, params.train, params.base.seed, studies.file_digest(split_file))
-    url = studies.storage_url(tune, journal_file)
+    url = studies.storage_url(tune, tracking.project_root() / journal_file)
     description = {
         "model": model,
         "classes": " vs ".join(class_names),
