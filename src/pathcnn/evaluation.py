@@ -33,7 +33,10 @@ class Evaluation:
 def evaluate_probabilities(
     probabilities: Mapping[str, np.ndarray], sets: Mapping[str, PatchSet], class_names: tuple[str, ...]
 ) -> Evaluation:
-    """Accuracy on every part, test balanced accuracy, AUC, confusion and the majority baseline."""
+    """Accuracy on every part; with a test part also its balanced accuracy, AUC, confusion and the baseline.
+
+    Without a test part (a tune trial scores train and val only) the metrics stop at the accuracies and the fit.
+    """
     metrics: dict[str, Any] = {}
     for part, patch_set in sets.items():
         if len(patch_set) == 0:
@@ -47,12 +50,14 @@ def evaluate_probabilities(
         # Inference-mode accuracy on the training patches within chance: the model did not fit.
         metrics["fit"] = fit_status(metrics["train_accuracy"], sets["train"].labels)
         metrics["fit_chance_upper"] = chance_upper_bound(sets["train"].labels)
+    if "train_accuracy" in metrics and "val_accuracy" in metrics:
+        metrics["train_val_gap"] = metrics["train_accuracy"] - metrics["val_accuracy"]
+    if "test" not in sets:
+        return Evaluation(metrics=metrics, test_predictions=pd.DataFrame())
     test = sets["test"]
     majority_index, baseline = majority_rate(sets["train"].labels, test.labels)
     metrics["baseline_accuracy"] = baseline
     metrics["majority_class"] = class_names[majority_index]
-    if "train_accuracy" in metrics and "val_accuracy" in metrics:
-        metrics["train_val_gap"] = metrics["train_accuracy"] - metrics["val_accuracy"]
     matrix = confusion(test.labels, probabilities["test"], len(class_names))
     metrics["confusion"] = {
         actual: {predicted: matrix[i][j] for j, predicted in enumerate(class_names)}

@@ -1,4 +1,8 @@
-"""Prediction heatmaps: the image with each classified patch tinted by its class, opacity by confidence."""
+"""Prediction heatmaps: the image with each classified patch tinted by its class, opacity by confidence.
+
+The tint stays translucent so the tissue shows through; the strips the patch grid does not reach are
+hatched (not analysed), and the legend sits in a panel beside the image, never over tissue.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (240, 228, 66),
     (0, 0, 0),
 )
-MIN_ALPHA, MAX_ALPHA = 0.15, 0.65
+MIN_ALPHA, MAX_ALPHA = 0.10, 0.40  # at certainty, 60 % of each pixel is still the tissue
+HATCH_COLOUR, HATCH_ALPHA, HATCH_SPACING = (90, 90, 90), 0.55, 8  # margins outside the patch grid
 FULL_SIZE_MAX_PIXELS = 30_000_000  # larger images get a heatmap shrunk by a whole factor
 
 
@@ -63,24 +68,51 @@ def tint_patches(
         region[...] = np.rint(region * (1.0 - alpha) + colour * alpha).astype(np.uint8)
 
 
-def draw_legend(picture: Image.Image, class_names: Sequence[str], title: str) -> None:
-    """A legend box in the top-left corner: one swatch per class, and how to read the tint."""
-    font_size = max(10, min(picture.width, picture.height) // 40)
+def grid_extent(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
+    """(height, width) of the part of an image the patch grid covers: the rest is never analysed."""
+    rows = (height - size) // stride + 1 if height >= size else 0
+    cols = (width - size) // stride + 1 if width >= size else 0
+    return (rows - 1) * stride + size if rows else 0, (cols - 1) * stride + size if cols else 0
+
+
+def hatch_margins(canvas: np.ndarray, covered_height: int, covered_width: int) -> None:
+    """Diagonal grey hatching, in place, over the canvas outside the top-left covered_height x covered_width."""
+    height, width = canvas.shape[:2]
+    spacing = max(4, HATCH_SPACING * max(height, width) // 2000)
+    rows, cols = np.ogrid[:height, :width]
+    stripes = ((rows + cols) // max(1, spacing // 2)) % 2 == 0
+    outside = (rows >= covered_height) | (cols >= covered_width)
+    mask = stripes & outside
+    colour = np.asarray(HATCH_COLOUR, dtype=np.float32)
+    canvas[mask] = np.rint(canvas[mask] * (1.0 - HATCH_ALPHA) + colour * HATCH_ALPHA).astype(np.uint8)
+
+
+def with_legend(picture: Image.Image, class_names: Sequence[str], title: str) -> Image.Image:
+    """The picture with a white legend panel on its right: one swatch per class, and how to read the tint."""
+    font_size = max(12, min(picture.width, picture.height) // 45)
     font = ImageFont.load_default(size=font_size)
     lines = [(name, class_colour(index)) for index, name in enumerate(class_names)]
-    notes = ["opacity = confidence", "untinted = not classified", title]
+    notes = [
+        f"tint opacity = confidence ({MIN_ALPHA:.0%} at chance, {MAX_ALPHA:.0%} at certainty)",
+        "untinted = patch without enough tissue, not classified",
+        "hatched = outside the patch grid, not analysed",
+        title,
+    ]
     pad, swatch = font_size // 2, font_size
     line_height = font_size + pad
-    draw = ImageDraw.Draw(picture, "RGBA")
-    text_width = max(draw.textlength(text, font=font) for text in [name for name, _ in lines] + notes)
-    width = int(pad * 3 + swatch + text_width)
-    height = int(pad + line_height * (len(lines) + len(notes)))
-    draw.rectangle((0, 0, width, height), fill=(255, 255, 255, 215), outline=(0, 0, 0, 255))
-    y = pad
+    measure = ImageDraw.Draw(picture)
+    text_width = max(measure.textlength(text, font=font) for text in [name for name, _ in lines] + notes)
+    panel_width = int(pad * 4 + swatch + text_width)
+    panel_height = int(pad * 2 + line_height * (len(lines) + len(notes)))
+    framed = Image.new("RGB", (picture.width + panel_width, max(picture.height, panel_height)), (255, 255, 255))
+    framed.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(framed)
+    x, y = picture.width + pad * 2, pad
     for name, colour in lines:
-        draw.rectangle((pad, y, pad + swatch, y + swatch), fill=(*colour, 255), outline=(0, 0, 0, 255))
-        draw.text((pad * 2 + swatch, y), name, fill=(0, 0, 0, 255), font=font)
+        draw.rectangle((x, y, x + swatch, y + swatch), fill=colour, outline=(0, 0, 0))
+        draw.text((x + pad + swatch, y), name, fill=(0, 0, 0), font=font)
         y += line_height
     for note in notes:
-        draw.text((pad, y), note, fill=(60, 60, 60, 255), font=font)
+        draw.text((x, y), note, fill=(60, 60, 60), font=font)
         y += line_height
+    return framed

@@ -8,8 +8,9 @@ band of patches plus the decoded image, whatever the image size.
 from __future__ import annotations
 
 import argparse
+import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class Predictor:
     reference: dict[str, Any] | None  # training appearance (appearance.training_appearance), None if unknown
     source: str
     stain_normalization: str = "none"  # train.stain_normalization the model was trained with (pathcnn.stain)
+    # What `source` resolved to: the registered version and its training run, or the model file's MD5.
+    resolved: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,12 +185,20 @@ def heatmap_canvas(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def write_heatmap(
-    canvas: np.ndarray, predictions: PatchPredictions, predictor: Predictor, scale: int, path: Path
+    canvas: np.ndarray,
+    predictions: PatchPredictions,
+    predictor: Predictor,
+    scale: int,
+    path: Path,
+    image_size: tuple[int, int],
 ) -> None:
-    """Tint the classified patches on the canvas, add the legend and save a PNG."""
+    """Tint the classified patches on the canvas, hatch what the grid misses, add the legend, save a PNG.
+
+    image_size is the (height, width) of the full image the canvas was shrunk from by `scale`.
+    """
     from PIL import Image
 
-    from pathcnn.heatmaps import draw_legend, tint_patches
+    from pathcnn.heatmaps import grid_extent, hatch_margins, tint_patches, with_legend
 
     kept = predictions.kept
     settings = predictor.patches
@@ -202,8 +213,9 @@ def write_heatmap(
         settings.stride,
         scale,
     )
-    picture = Image.fromarray(canvas)
-    draw_legend(picture, predictor.class_names, f"model {predictor.source}")
+    covered_height, covered_width = grid_extent(*image_size, settings.patch_size, settings.stride)
+    hatch_margins(canvas, covered_height // scale, covered_width // scale)
+    picture = with_legend(Image.fromarray(canvas), predictor.class_names, f"model {predictor.source}")
     with atomic_path(path) as temporary:
         picture.save(temporary, format="PNG")
 
@@ -226,12 +238,13 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
         "call": out_dir / f"{stem}_call.json",
     }
     write_csv(outputs["patches"], patch_table(predictions, predictor.class_names))
-    write_heatmap(canvas, predictions, predictor, scale, outputs["heatmap"])
+    write_heatmap(canvas, predictions, predictor, scale, outputs["heatmap"], (height, width))
     call = {
         "image": str(path),
         "width": width,
         "height": height,
         "model": predictor.source,
+        **predictor.resolved,
         "classes": list(predictor.class_names),
         "patch_size": predictor.patches.patch_size,
         "patch_stride": predictor.patches.stride,
@@ -266,25 +279,43 @@ def _check_outputs(model: Any, class_names: tuple[str, ...], source: str) -> Non
 
 
 def load_file_predictor(model_name: str, models_dir: Path, params_path: Path, stats_path: Path | None) -> Predictor:
-    """The pipeline's models/<model>.keras with classes and tiling from params.yaml."""
+    """The pipeline's <models-dir>/<model>.keras with its classes, tiling and training statistics.
+
+    They come from the model card <model>.json the train stage writes beside the model, so predict works
+    from any folder; a model without a card (an older train) takes them from params.yaml.
+    """
     import keras
 
-    params = load_params(params_path)
-    class_names = params.model(model_name).classes
     path = models_dir / f"{model_name}.keras"
     if not path.is_file():
-        raise PathcnnError(f"{path}: no such model; run `dvc repro train@{model_name}` or pass --model-uri")
+        raise PathcnnError(
+            f"{path}: no such model; run `dvc repro train@{model_name}`, pass --models-dir or --model-uri"
+        )
+    if stats_path is not None and not stats_path.is_file():
+        raise PathcnnError(f"{stats_path}: no such file (--stats); leave it out to use the model's own statistics")
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        card = read_json(card_path)
+        class_names = tuple(card["classes"])
+        settings = PatchesParams.model_validate(card["patches"])
+        reference = read_json(stats_path) if stats_path else card.get("training_stats")
+        stain = card.get("stain_normalization", "none")
+    else:
+        params = load_params(params_path)
+        class_names = params.model(model_name).classes
+        settings = params.patches
+        stats_path = stats_path or Path("results/train") / model_name / "training_stats.json"
+        reference = read_json(stats_path) if stats_path.is_file() else None
+        # The train stage records the stain normalisation it used (tuning may change it); else params.yaml's.
+        configured = getattr(getattr(params.train, "stain_normalization", None), "value", "none")
+        stain = (reference or {}).get("stain_normalization", configured)
     try:
         model = keras.saving.load_model(path)
     except (OSError, ValueError) as error:
         raise PathcnnError(f"{path}: cannot load the model ({error}); re-run `dvc repro train@{model_name}`") from None
     _check_outputs(model, class_names, str(path))
-    stats_path = stats_path or Path("results/train") / model_name / "training_stats.json"
-    reference = read_json(stats_path) if stats_path.is_file() else None
-    # The train stage records the stain normalisation it used (tuning may change it); else params.yaml's.
-    configured = getattr(getattr(params.train, "stain_normalization", None), "value", "none")
-    stain = (reference or {}).get("stain_normalization", configured)
-    return Predictor(model, class_names, params.patches, reference, path.name, stain)
+    resolved = {"model_md5": hashlib.md5(path.read_bytes()).hexdigest()}  # as dvc.lock records it
+    return Predictor(model, class_names, settings, reference, path.name, stain, resolved)
 
 
 def load_registry_predictor(model_uri: str, params_path: Path) -> Predictor:
@@ -307,7 +338,8 @@ def load_registry_predictor(model_uri: str, params_path: Path) -> Predictor:
     model = tracking.load_keras_model(model_uri)
     _check_outputs(model, class_names, model_uri)
     stain = run.params.get("train.stain_normalization", "none")
-    return Predictor(model, class_names, settings, run.training_stats, model_uri, stain)
+    resolved = {"model_version": run.version, "model_run_id": run.run_id}
+    return Predictor(model, class_names, settings, run.training_stats, model_uri, stain, resolved)
 
 
 def run(

@@ -54,6 +54,7 @@ class ModelRun:
     run_id: str
     params: dict[str, str]
     training_stats: dict[str, Any] | None
+    version: str | None = None  # the registered version a models:/ URI resolved to (None for runs:/)
 
 
 def registered_name(prefix: str, model: str) -> str:
@@ -148,12 +149,13 @@ def model_run(model_uri: str, client: MlflowClient | None = None) -> ModelRun:
     """The training run of models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id>/..."""
     client = client or _client()
     try:
+        version_number = None
         if match := _MODELS_URI.match(model_uri):
             if match["alias"]:
                 version = client.get_model_version_by_alias(match["name"], match["alias"])
             else:
                 version = client.get_model_version(match["name"], match["version"])
-            run_id = version.run_id
+            run_id, version_number = version.run_id, str(version.version)
         elif match := _RUNS_URI.match(model_uri):
             run_id = match["run_id"]
         else:
@@ -170,7 +172,7 @@ def model_run(model_uri: str, client: MlflowClient | None = None) -> ModelRun:
             f"{model_uri}: not found in the MLflow store {tracking.tracking_uri()} ({message}); "
             "check the name and alias, or set MLFLOW_TRACKING_URI"
         ) from None
-    return ModelRun(run_id, dict(run.data.params), _training_stats(run.info.artifact_uri))
+    return ModelRun(run_id, dict(run.data.params), _training_stats(run.info.artifact_uri), version_number)
 
 
 def _training_stats(artifact_uri: str) -> dict[str, Any] | None:

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.metrics import balanced_accuracy_score
 
-from pathcnn.metrics import finite_or_none, image_level, roc_auc
+from pathcnn.metrics import classification_metrics, finite_or_none, image_level, roc_auc
 from pathcnn.stats import binomial_p_value, bootstrap_interval, mcnemar_test, wilson_interval
 
 
@@ -99,10 +98,9 @@ def prediction_statistics(
     labels, probabilities = _label_indices(predictions, class_names)
     correct = (predictions["predicted"] == predictions["label"]).to_numpy()
     result = accuracy_summary(correct, null_rate)
-    result["balanced_accuracy"] = (
-        float(balanced_accuracy_score(labels, probabilities.argmax(axis=1))) if len(labels) else None
-    )
-    result["auc"] = finite_or_none(roc_auc(labels, probabilities)) if len(labels) else None
+    scores = classification_metrics(labels, probabilities) if len(labels) else {}
+    result["balanced_accuracy"] = scores.get("balanced_accuracy")
+    result["auc"] = finite_or_none(scores["roc_auc"]) if scores else None
     result.update(bootstrap_scores(predictions, class_names, resamples, seed))
     images = image_level(predictions, class_names) if len(predictions) else pd.DataFrame({"correct": []})
     result["image_correct"] = int(images["correct"].sum())

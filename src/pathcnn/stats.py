@@ -27,21 +27,14 @@ def _check_confidence(confidence: float) -> None:
 
 
 def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0.0, 1.0) when total is 0."""
+    """Wilson score interval for a binomial proportion (scipy's binomtest); (0.0, 1.0) when total is 0."""
     _check_counts(successes, total)
     _check_confidence(confidence)
     if total == 0:
         return 0.0, 1.0
-    z = float(scipy_stats.norm.ppf(0.5 + confidence / 2.0))
-    z_squared = z * z
-    proportion = successes / total
-    denominator = 1.0 + z_squared / total
-    centre = (proportion + z_squared / (2.0 * total)) / denominator
-    half_width = (
-        z * math.sqrt(proportion * (1.0 - proportion) / total + z_squared / (4.0 * total * total)) / denominator
-    )
+    interval = scipy_stats.binomtest(successes, total).proportion_ci(confidence, method="wilson")
     # Clamp rounding noise so that 0/n starts exactly at 0 and n/n ends exactly at 1.
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    return max(0.0, float(interval.low)), min(1.0, float(interval.high))
 
 
 def binomial_p_value(successes: int, total: int, null_rate: float) -> float:
@@ -51,8 +44,7 @@ def binomial_p_value(successes: int, total: int, null_rate: float) -> float:
         raise ValueError(f"null_rate must be between 0 and 1, got {null_rate}")
     if total == 0 or null_rate >= 1.0:
         return 1.0
-    # sf(k - 1) = P(X > k - 1) = P(X >= k).
-    return float(min(1.0, scipy_stats.binom.sf(successes - 1, total, null_rate)))
+    return float(scipy_stats.binomtest(successes, total, null_rate, alternative="greater").pvalue)
 
 
 def bootstrap_interval(
@@ -123,8 +115,7 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
     discordant = only_a_correct + only_b_correct
     if discordant == 0:
         return McNemarResult(only_a_correct, only_b_correct, 1.0)
-    smaller = min(only_a_correct, only_b_correct)
-    p_value = min(1.0, 2.0 * float(scipy_stats.binom.cdf(smaller, discordant, 0.5)))
+    p_value = float(scipy_stats.binomtest(only_a_correct, discordant, 0.5).pvalue)
     return McNemarResult(only_a_correct, only_b_correct, p_value)
 
 

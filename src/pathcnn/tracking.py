@@ -426,12 +426,19 @@ class _KerasFlavor:
         return mlflow.keras.save_model(path=path, **kwargs)
 
 
-def log_keras_model(model: Any, input_example: Any, registered_name: str | None = None) -> Any:
-    """Log a Keras model with its signature (inferred from the example) under the name 'model'."""
+def log_keras_model(
+    model: Any, input_example: Any, registered_name: str | None = None, description: str | None = None
+) -> Any:
+    """Log a Keras model under the name 'model', its signature inferred from the example as given.
+
+    The example is a batch of stored patches (uint8), so the signature states the input the model takes
+    and MLflow's own clients (mlflow.pyfunc, `mlflow models serve`) refuse other input instead of
+    predicting nonsense. The description (the input contract) goes on the registered version.
+    """
     from mlflow.models import Model, infer_signature
 
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
-    return Model.log(
+    info = Model.log(
         artifact_path=None,
         name="model",
         flavor=_KerasFlavor,
@@ -439,7 +446,13 @@ def log_keras_model(model: Any, input_example: Any, registered_name: str | None 
         signature=signature,
         input_example=input_example,
         registered_model_name=registered_name,
+        metadata={"input_contract": description} if description else None,
     )
+    if registered_name and description and info.registered_model_version is not None:
+        MlflowClient(tracking_uri()).update_model_version(
+            registered_name, str(info.registered_model_version), description=description
+        )
+    return info
 
 
 def load_keras_model(model_uri: str) -> Any:

@@ -38,13 +38,10 @@ class FitResult:
 
 
 @dataclass(frozen=True)
-class TrainOutcome:
-    """A fitted model, its history and its evaluation."""
+class TrainOutcome(FitResult):
+    """A fit with the class probabilities of every part it was given, and their evaluation."""
 
-    model: keras.Model
-    history: dict[str, list[float]]
-    epochs_run: int
-    best_epoch: int
+    probabilities: dict[str, np.ndarray]
     evaluation: Evaluation
 
 
@@ -275,13 +272,16 @@ def train_and_evaluate(
     max_epochs: int | None = None,
     callbacks: tuple = (),
 ) -> TrainOutcome:
-    """Seed, fit on train (early stopping on val), then score train, val and test."""
+    """Seed, fit on train (early stopping on val), then score every part given (train, val and test if any).
+
+    The one fitting path of the train stage, tune trials, crossval folds and control models.
+    """
     sets = normalize_sets(sets, train.stain_normalization)  # identity unless train.stain_normalization is set
     seed_everything(seed)
     fit = fit_model(sets["train"], sets["val"], len(class_names), train, seed, max_epochs, callbacks)
     probabilities = {part: predict_probabilities(fit.model, patch_set.patches) for part, patch_set in sets.items()}
     evaluation = evaluate_probabilities(probabilities, sets, class_names)
-    return TrainOutcome(fit.model, fit.history, fit.epochs_run, fit.best_epoch, evaluation)
+    return TrainOutcome(**vars(fit), probabilities=probabilities, evaluation=evaluation)
 
 
 def last_epochs_range(values: list[float], epochs: int = 5) -> float | None:

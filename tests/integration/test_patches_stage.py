@@ -56,6 +56,9 @@ BAD_IMAGES = [
     ("A3.jpg", "truncated", "corrupt or truncated"),
     ("A3.png", "tiny", "smaller than one"),
     ("A3.png", "white", "background"),
+    ("A3.png", "grey", "has no colour"),
+    ("A3.png", "grey16", "has no colour"),
+    ("A3.jpg", "grey-rgb", "has no colour"),
 ]
 
 
@@ -71,6 +74,13 @@ def _write_bad(path: Path, kind: str, donor: Path) -> None:
         Image.new("RGB", (60, 60), (200, 100, 150)).save(path, format="PNG")
     elif kind == "white":
         Image.new("RGB", (300, 300), (250, 250, 250)).save(path, format="PNG")
+    elif kind == "grey":  # a greyscale scan of real tissue
+        Image.open(donor).convert("L").save(path, format="PNG")
+    elif kind == "grey16":
+        grey = np.asarray(Image.open(donor).convert("L"), dtype=np.uint16) * 257
+        Image.fromarray(grey).save(path, format="PNG")
+    elif kind == "grey-rgb":  # greyscale stored as a colour JPEG
+        Image.open(donor).convert("L").convert("RGB").save(path, format="JPEG", quality=90)
 
 
 @pytest.mark.parametrize(("name", "kind", "reason"), BAD_IMAGES)

@@ -7,7 +7,16 @@ import pytest
 from PIL import Image
 
 from pathcnn.appearance import image_appearance, patch_colour_stats, training_appearance, unfamiliar
-from pathcnn.heatmaps import class_colour, confidence_alpha, draw_legend, heatmap_scale, tint_patches
+from pathcnn.heatmaps import (
+    MAX_ALPHA,
+    class_colour,
+    confidence_alpha,
+    grid_extent,
+    hatch_margins,
+    heatmap_scale,
+    tint_patches,
+    with_legend,
+)
 from pathcnn.params import PatchesParams
 from pathcnn.predict import band_height, tile_bands
 from pathcnn.registry import should_promote
@@ -54,11 +63,12 @@ def test_heatmap_scale_keeps_normal_images_full_size() -> None:
 def test_tint_blends_class_colour_by_confidence() -> None:
     canvas = np.full((40, 60, 3), 255, dtype=np.uint8)
     tint_patches(canvas, np.array([0, 1]), np.array([0, 2]), np.array([0, 1]), np.array([1.0, 0.5]), 2, 20, 20)
-    certain = np.rint(255 * 0.35 + np.array(class_colour(0)) * 0.65)
+    certain = np.rint(255 * 0.60 + np.array(class_colour(0)) * 0.40)
     assert np.array_equal(canvas[5, 5], certain)
-    assert np.array_equal(canvas[25, 45], np.rint(255 * 0.85 + np.array(class_colour(1)) * 0.15))
+    assert np.array_equal(canvas[25, 45], np.rint(255 * 0.90 + np.array(class_colour(1)) * 0.10))
     assert np.array_equal(canvas[5, 25], [255, 255, 255])  # not classified: untouched
-    assert confidence_alpha(np.array([0.2]), 2)[0] == pytest.approx(0.15)  # below chance stays at the minimum
+    assert confidence_alpha(np.array([0.2]), 2)[0] == pytest.approx(0.10)  # below chance stays at the minimum
+    assert MAX_ALPHA <= 0.4  # even a certain patch keeps most of the tissue visible
 
 
 def test_tint_on_a_shrunk_canvas_lands_on_the_same_place() -> None:
@@ -68,12 +78,25 @@ def test_tint_on_a_shrunk_canvas_lands_on_the_same_place() -> None:
     assert changed.min(axis=0).tolist() == [10, 20] and changed.max(axis=0).tolist() == [19, 29]
 
 
-def test_legend_is_drawn_inside_the_image() -> None:
-    picture = Image.new("RGB", (300, 200), (255, 255, 255))
-    draw_legend(picture, ("A", "B"), "model test")
-    pixels = np.asarray(picture)
-    assert (pixels != 255).any() and pixels.shape == (200, 300, 3)
-    assert (pixels[150:, 250:] == 255).all()  # the legend stays in the top-left corner
+def test_legend_sits_beside_the_image_not_on_it() -> None:
+    picture = Image.new("RGB", (300, 200), (200, 120, 180))
+    framed = with_legend(picture, ("A", "B"), "model test")
+    pixels = np.asarray(framed)
+    assert framed.width > 300 and framed.height >= 200
+    assert (pixels[:200, :300] == (200, 120, 180)).all()  # the image itself is untouched
+    assert (pixels[:, 300:] != 255).any()  # the legend is drawn in the panel
+
+
+def test_grid_extent_and_hatching_mark_only_what_the_grid_misses() -> None:
+    assert grid_extent(250, 330, 100, 100) == (200, 300)
+    assert grid_extent(250, 330, 100, 50) == (250, 300)
+    assert grid_extent(80, 330, 100, 100) == (0, 300)
+    canvas = np.full((250, 330, 3), 255, dtype=np.uint8)
+    hatch_margins(canvas, 200, 300)
+    changed = (canvas != 255).any(axis=-1)
+    assert not changed[:200, :300].any()  # the analysed part is untouched
+    assert changed[200:, :].mean() > 0.3 and changed[:, 300:].mean() > 0.3  # both margins are hatched
+    assert not changed[200:, :].all()  # stripes, so the tissue under them still shows
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -258,3 +259,12 @@ def test_first_trial_of_a_new_study_is_params_train():
     study.tell(trial, 1.0)
     studies.enqueue_defaults(study, tune, train)  # a study with trials gets nothing enqueued again
     assert studies.decode(tune.space, studies.suggest_raw(study.ask(), tune.space)) != expected
+
+
+def test_held_out_loss_is_the_mean_cross_entropy_of_the_true_class() -> None:
+    from pathcnn.stages.tune import held_out_loss
+
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
+    assert held_out_loss(np.array([0, 1, 1]), probabilities, 2) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))
+    # A fold whose held-out images are all of one class is still scored.
+    assert held_out_loss(np.array([1, 1]), probabilities[:2], 2) == pytest.approx(-np.mean(np.log([0.1, 0.8])))

@@ -27,6 +27,11 @@ from pathcnn.stages.arguments import add_model_arguments, out_dir
 from pathcnn.stain import normalize_by_image
 
 
+def stage_name(untuned: bool) -> str:
+    """The dvc.yaml stage (and MLflow run kind, results folder): crossval, or crossval-untuned."""
+    return "crossval-untuned" if untuned else "crossval"
+
+
 def run(
     model_name: str,
     patches_dir: Path,
@@ -44,7 +49,7 @@ def run(
     params: Params = load_params(params_path)
     class_names = params.model(model_name).classes
     train: TrainParams = params.train if untuned else effective_train_params(params, tuned_file)[0]
-    name = "crossval-untuned" if untuned else "crossval"
+    name, train_params = stage_name(untuned), "untuned" if untuned else "tuned"
     rows = model_rows(read_manifest(patches_dir), class_names)
     folds, reason = folds_or_reason(rows, class_names)
     if reason is not None:
@@ -60,7 +65,7 @@ def run(
         full.frame,
     )
     experiment = tracking.experiment_name(params.base.experiment_prefix, model_name)
-    tags = {"model": model_name, "split_strategy": "image", "train_params": "untuned" if untuned else "tuned"}
+    tags = {"model": model_name, "split_strategy": "image", "train_params": train_params}
     with tracking.tracked_run(experiment, f"{name}-{model_name}", name, tags) as parent:
         parent_id = parent.info.run_id
         seeds = params.crossval.seed_list(params.base.seed)
@@ -78,7 +83,7 @@ def run(
         metrics, predictions = crossvalidate(
             normalized, class_names, folds, params.split.val_fraction, params.base.seed, seeds, train_cnn
         )
-        metrics["train_params"] = "untuned" if untuned else "tuned"
+        metrics["train_params"] = train_params
         write_csv(out_dir / "predictions.csv", predictions)
         write_json(out_dir / "metrics.json", metrics)
         tracking.log_metrics_file(out_dir / "metrics.json")
@@ -108,7 +113,7 @@ def main(args: argparse.Namespace) -> None:
         args.model,
         args.patches,
         args.tuned,
-        out_dir(args, "crossval-untuned" if args.untuned else "crossval"),
+        out_dir(args, stage_name(args.untuned)),
         args.params,
         args.untuned,
     )

@@ -31,6 +31,18 @@ class ImageTiles:
     tiles: Tiles
 
 
+def greyscale_with_content(image: np.ndarray, min_spread: int = 8, share: float = 0.001) -> bool:
+    """An image without colour that is not blank: almost no pixel has channels apart by more than min_spread,
+    but some are darker than glass (a greyscale scan of tissue, stored as RGB or as a JPEG of one).
+
+    The saturation-based tissue filter sees no tissue in such an image, and lowering its thresholds cannot help.
+    """
+    pixels = image[:: max(1, image.shape[0] // 512), :: max(1, image.shape[1] // 512)].astype(np.int16)
+    spread = pixels.max(axis=-1) - pixels.min(axis=-1)
+    dark = pixels.mean(axis=-1) < 200
+    return bool(np.mean(spread > min_spread) <= share and np.mean(dark) > share)
+
+
 def tile_entry(entry: ImageEntry, params: PatchesParams) -> tuple[ImageTiles, np.ndarray]:
     """Load and tile one image; raise ImageError if it yields no patch."""
     image = load_rgb(entry.path, max_pixels=params.max_image_pixels)
@@ -41,6 +53,11 @@ def tile_entry(entry: ImageEntry, params: PatchesParams) -> tuple[ImageTiles, np
         raise ImageError(
             f"{entry.path}: image is {image.shape[1]}x{image.shape[0]} px, smaller than one "
             f"{params.patch_size}px patch; remove it or lower patches.patch_size"
+        )
+    if tiles.kept_count == 0 and greyscale_with_content(image):
+        raise ImageError(
+            f"{entry.path}: the image has no colour (greyscale); tissue is found by the colour of the H&E stain, "
+            "so give the colour scan of the slide, or remove the image"
         )
     if tiles.kept_count == 0:
         raise ImageError(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pathcnn.appearance import training_reference
@@ -98,10 +99,24 @@ def run(
             sets["train"].patches, read_manifest(patches_dir), sets["train"].frame["image_id"]
         )
         stain = train.model_dump(mode="json").get("stain_normalization", "none")
-        write_json(stats_path, {**reference, "stain_normalization": stain})
+        statistics = {**reference, "stain_normalization": stain}
+        write_json(stats_path, statistics)
         tracking.log_artifact(stats_path)
+        contract = input_contract(params, train, class_names)
+        # Beside the model file: what predict needs to use it from any folder, without params.yaml.
+        card = {
+            "model": model_name,
+            "classes": list(class_names),
+            "patches": params.patches.model_dump(mode="json"),
+            "stain_normalization": stain,
+            "input_contract": contract,
+            "training_stats": statistics,
+        }
+        card_path = model_out.with_suffix(".json")
+        write_json(card_path, card)
+        tracking.log_artifact(card_path)
         registered = registry.registered_name(params.base.experiment_prefix, model_name)
-        info = tracking.log_keras_model(outcome.model, sets["test"].patches[:2].astype("float32"), registered)
+        info = tracking.log_keras_model(outcome.model, np.asarray(sets["test"].patches[:2]), registered, contract)
         decision = registry.promote_if_better(
             registered, info.registered_model_version, metrics, experiment=tracking.temporary_experiment()
         )
@@ -112,6 +127,20 @@ def run(
     )
     say(decision.summary())
     return metrics
+
+
+def input_contract(params: Params, train: Any, class_names: tuple[str, ...]) -> str:
+    """What the logged model takes and returns, for its MLflow description."""
+    size = params.patches.patch_size
+    stain = train.model_dump(mode="json").get("stain_normalization", "none")
+    text = (
+        f"Input: uint8 RGB patches of shape (N, {size}, {size}, 3), values 0-255, as the patches stage stores "
+        "them; do not scale them to 0-1 (the model rescales itself). "
+        f"Output: the probabilities of the classes {', '.join(class_names)}, in that order. "
+    )
+    if stain != "none":
+        text += f"The model was trained on {stain}-normalised patches: apply it first, as pathcnn predict does. "
+    return text + "pathcnn predict --model-uri tiles whole images, checks their appearance and draws heatmaps."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,6 @@ from pathcnn.errors import PathcnnError
 from pathcnn.figures import save_figure
 from pathcnn.params import Objective, Params, TrainParams, TuneParams, load_params
 from pathcnn.patchsets import PatchSet, patch_set, read_split, split_sets
-from pathcnn.seeding import seed_everything
 from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
 
 WAIT_SECONDS = 2.0  # poll interval while other workers finish the last trials
@@ -88,52 +87,53 @@ def objective_reporter(trial: optuna.Trial, objective: Objective, val: PatchSet,
 def fit_trial(
     trial: optuna.Trial,
     sets: dict[str, PatchSet],
-    num_classes: int,
+    class_names: tuple[str, ...],
     train: TrainParams,
     objective: Objective,
     seed: int,
 ) -> TrialResult:
-    """Fit the train stage's CNN on the train split, report to the pruner, score train and val."""
+    """Fit the train stage's CNN on the train split through train_and_evaluate, report to the pruner, score val."""
     import keras
 
-    from pathcnn.metrics import classification_metrics, fit_status
+    from pathcnn.metrics import classification_metrics
     from pathcnn.stain import normalize_sets
-    from pathcnn.training import fit_model, predict_probabilities
+    from pathcnn.training import train_and_evaluate
 
-    sets = normalize_sets({part: sets[part] for part in ("train", "val")}, train.stain_normalization)
-    seed_everything(seed)
+    parts = {part: sets[part] for part in ("train", "val")}
     values: list[float] = []
-    reporter = objective_reporter(trial, objective, sets["val"], values)
+    # A reporter that predicts scores the validation patches as the fit sees them, normalised like
+    # train_and_evaluate normalises them (train and val together: each image's statistics span both).
+    val = parts["val"]
+    if objective is Objective.val_balanced_accuracy:
+        val = normalize_sets(parts, train.stain_normalization)["val"]
+    reporter = objective_reporter(trial, objective, val, values)
     try:
-        fit = fit_model(sets["train"], sets["val"], num_classes, train, seed, callbacks=[reporter])
-        scores = {
-            part: classification_metrics(sets[part].labels, predict_probabilities(fit.model, sets[part].patches))
-            for part in ("train", "val")
-        }
+        outcome = train_and_evaluate(parts, class_names, train, seed, callbacks=(reporter,))
     finally:
         keras.backend.clear_session()
+    metrics = outcome.evaluation.metrics
     if objective is Objective.val_loss:
-        value = min(fit.history["val_loss"])  # early stopping restored the weights of this epoch
+        value = min(outcome.history["val_loss"])  # early stopping restored the weights of this epoch
     else:
-        value = scores["val"][objective.value.removeprefix("val_")]
-    history = {**fit.history, f"objective_{objective.value}": values}
+        scores = classification_metrics(sets["val"].labels, outcome.probabilities["val"])
+        value = scores[objective.value.removeprefix("val_")]
+    history = {**outcome.history, f"objective_{objective.value}": values}
     return TrialResult(
         value=float(value),
         pruned=reporter.pruned_at is not None,
-        train_accuracy=scores["train"]["accuracy"],
-        val_accuracy=scores["val"]["accuracy"],
-        epochs=fit.epochs_run,
+        train_accuracy=metrics["train_accuracy"],
+        val_accuracy=metrics["val_accuracy"],
+        epochs=outcome.epochs_run,
         history=history,
-        fit=fit_status(scores["train"]["accuracy"], sets["train"].labels),
+        fit=metrics["fit"],
     )
 
 
-def held_out_loss(evaluation: Any, class_names: tuple[str, ...]) -> float:
-    """Mean cross-entropy of the held-out patches' true class (probabilities clipped at 1e-7)."""
-    frame = evaluation.test_predictions
-    probabilities = frame[[f"prob_{name}" for name in class_names]].to_numpy(dtype=float)
-    truth = frame["label"].map({name: index for index, name in enumerate(class_names)}).to_numpy()
-    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0))))
+def held_out_loss(labels: np.ndarray, probabilities: np.ndarray, class_count: int) -> float:
+    """Mean cross-entropy of the held-out patches' true class (sklearn's log_loss)."""
+    from sklearn.metrics import log_loss
+
+    return float(log_loss(labels, probabilities, labels=list(range(class_count))))
 
 
 def fit_held_out_trial(
@@ -168,7 +168,10 @@ def fit_held_out_trial(
         fits.append(metrics["fit"])
         epochs += outcome.epochs_run
         history.update({f"{fold.name}_{key}": values for key, values in outcome.history.items()})
-        score = held_out_loss(outcome.evaluation, class_names) if objective.minimised else metrics["test_accuracy"]
+        if objective.minimised:
+            score = held_out_loss(sets["test"].labels, outcome.probabilities["test"], len(class_names))
+        else:
+            score = metrics["test_accuracy"]
         scores.append(score)
         running = float(np.mean(scores))
         history.setdefault(f"objective_{objective.value}", []).append(running)
@@ -234,7 +237,7 @@ def make_objective(context: TuneContext) -> Callable[[optuna.Trial], float]:
                     result = fit_trial(
                         trial,
                         context.sets,
-                        len(params.model(context.model).classes),
+                        params.model(context.model).classes,
                         train,
                         tune.objective,
                         params.base.seed,
