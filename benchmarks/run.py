@@ -30,7 +30,7 @@ import yaml  # noqa: E402
 from benchmarks.data import write_mosaic, write_scaled_copies  # noqa: E402
 from benchmarks.process import measure  # noqa: E402
 
-BENCHMARKS = ("tiling", "input", "scale", "e2e")
+BENCHMARKS = ("tiling", "input", "compute", "scale", "e2e")
 MOSAIC_MAX_PIXELS = 200_000_000
 
 
@@ -45,10 +45,12 @@ class Settings:
     scale_factors: tuple[int, ...]
     scale_crop: int | None
     repro_crop: int | None  # None: the real seed images and params; else crops and shrunk params
+    compute_steps: int  # training steps per timed model-only epoch
+    predict_patches: int
 
 
-FULL = Settings(10_000, 3, None, 3, (1, 4, 16), None, None)
-QUICK = Settings(2_000, 1, 500, 2, (1, 2), 300, 300)
+FULL = Settings(10_000, 3, None, 3, (1, 4, 16), None, None, 40, 4096)
+QUICK = Settings(2_000, 1, 500, 2, (1, 2), 300, 300, 4, 256)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,36 @@ def input_figures(settings: Settings, work: Path, seed_dir: Path, params_path: P
     ]
 
 
+def compute_figures(settings: Settings, work: Path, seed_dir: Path, params_path: Path) -> list[Figure]:
+    """Benchmark 5: FLOPs per training step, achieved FLOP/s and its fraction of the CPU's peak, predict rate."""
+    from pathcnn.stages import patches
+
+    raw = write_scaled_copies(seed_dir, work / "compute" / "raw", 1, settings.input_crop)
+    patches.run(raw, work / "compute" / "patches", work / "compute" / "grids", params_path)
+    config = {
+        "patches_dir": str(work / "compute" / "patches"),
+        "steps": settings.compute_steps,
+        "epochs": settings.input_epochs,
+        "predict_patches": settings.predict_patches,
+        "seed": 42,
+    }
+    result = measure("compute.run", config)
+    peak = f"{result['cores']} cores x {result['clock_ghz']:.2f} GHz x {result['fp32_flops_per_cycle']} FLOP/cycle"
+    return [
+        Figure("compute.forward_mflops_per_patch", result["forward_mflops_per_patch"], "MFLOP", "per layer, FMA = 2"),
+        Figure("compute.train_step_gflops", result["train_step_gflops"], "GFLOP", f"batch {result['batch_size']}"),
+        Figure("compute.train_step_ms", result["train_step_ms"], "ms", "model only, one cached batch"),
+        Figure("compute.train_achieved_gflops_per_second", result["train_achieved_gflops_per_second"], "GFLOP/s"),
+        Figure("compute.peak_fp32_gflops_per_second", result["peak_fp32_gflops_per_second"], "GFLOP/s", peak),
+        Figure("compute.peak_bf16_gflops_per_second", result["peak_bf16_gflops_per_second"], "GFLOP/s", "2x FP32"),
+        Figure("compute.train_fraction_of_fp32_peak", result["train_fraction_of_fp32_peak"], "x", "float32"),
+        Figure("compute.predict_patches_per_second", result["predict_patches_per_second"], "patches/s"),
+        Figure("compute.predict_achieved_gflops_per_second", result["predict_achieved_gflops_per_second"], "GFLOP/s"),
+        Figure("compute.predict_fraction_of_fp32_peak", result["predict_fraction_of_fp32_peak"], "x"),
+        Figure("compute.peak_rss_mb", result["peak_rss_mb"], "MiB"),
+    ]
+
+
 def scale_figures(settings: Settings, work: Path, seed_dir: Path, params_path: Path) -> list[Figure]:
     """Benchmark 3: patches + split + one train epoch per model at growing copies of the seed data."""
     figures: list[Figure] = []
@@ -219,6 +251,7 @@ def e2e_figures(settings: Settings, work: Path, seed_dir: Path, params_path: Pat
 RUNNERS: dict[str, Callable[[Settings, Path, Path, Path], list[Figure]]] = {
     "tiling": tiling_figures,
     "input": input_figures,
+    "compute": compute_figures,
     "scale": scale_figures,
     "e2e": e2e_figures,
 }

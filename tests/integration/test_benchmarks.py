@@ -52,6 +52,19 @@ INPUT = [
     "input_only_speedup",
     "peak_rss_mb",
 ]
+COMPUTE = [
+    "forward_mflops_per_patch",
+    "train_step_gflops",
+    "train_step_ms",
+    "train_achieved_gflops_per_second",
+    "peak_fp32_gflops_per_second",
+    "peak_bf16_gflops_per_second",
+    "train_fraction_of_fp32_peak",
+    "predict_patches_per_second",
+    "predict_achieved_gflops_per_second",
+    "predict_fraction_of_fp32_peak",
+    "peak_rss_mb",
+]
 SCALE_EACH = ["patches", "seconds", "patches_seconds", "split_seconds", "train_seconds", "peak_rss_mb"]
 SCALE = ["data_growth", "time_growth", "memory_growth", "memory_per_patch_kb"]
 E2E = ["stages", "clean_seconds", "noop_seconds", "children_peak_rss_mb"]
@@ -60,6 +73,7 @@ QUICK_FACTORS = (1, 2)
 
 def expected_keys() -> list[str]:
     keys = [f"tiling.{key}" for key in TILING] + [f"input.{key}" for key in INPUT]
+    keys += [f"compute.{key}" for key in COMPUTE]
     keys += [f"scale.x{factor}.{key}" for factor in QUICK_FACTORS for key in SCALE_EACH]
     return keys + [f"scale.{key}" for key in SCALE] + [f"e2e.{key}" for key in E2E]
 
@@ -70,7 +84,7 @@ def test_quick_benchmarks_print_and_record_every_figure(tmp_path: Path) -> None:
     recorded = json.loads(out.read_text())
     assert recorded["machine"]["cpu_count"] >= 1
     assert recorded["machine"]["mode"] == "quick"
-    assert set(recorded["runs"]) == {"tiling", "input", "scale", "e2e"}
+    assert set(recorded["runs"]) == {"tiling", "input", "compute", "scale", "e2e"}
     for key in ("python", "tensorflow", "keras", "date"):
         assert recorded["machine"][key], key
     printed = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}

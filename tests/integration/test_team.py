@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
@@ -18,11 +19,17 @@ import yaml
 from mlflow import MlflowClient
 
 from pathcnn import registry
-from tests.conftest import mlflow_uri, run_command, seed_image_dir
+from tests.conftest import REPO, mlflow_uri, run_command, seed_image_dir
 
 pytestmark = pytest.mark.slow
 
 QUEUED = {"q-drop1": 0.1, "q-drop4": 0.4}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def commit_all(root: Path, message: str) -> str:
@@ -155,3 +162,29 @@ def test_the_champion_loads_after_the_repository_moves(
     assert after["appearance_checked"], "the training statistics artifact was not found after the move"
     assert after == before
     assert not repo_copy.exists()
+
+
+@pytest.mark.postgres
+def test_postgres_starts_for_root_with_the_clone_in_a_folder_only_root_can_enter(tmp_path: Path) -> None:
+    """`make postgres` as root with the clone under /root: the data directory moves where postgres can reach it."""
+    if os.geteuid() != 0:
+        pytest.skip("only root runs PostgreSQL as another user (the postgres user)")
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    home = tmp_path / "root-like"
+    home.mkdir(mode=0o700)  # like /root: the postgres user cannot enter it
+    datadir, port = home / "clone" / ".postgres", str(free_port())
+    script = REPO / ".ci" / "postgres.sh"
+    moved = None
+    try:
+        started = run_command(["bash", str(script), "start", str(datadir), port], tmp_path, timeout=120)
+        moved = started.stderr.split("postgres: data directory ", 1)[1].split()[0]
+        assert moved.startswith("/var/tmp/pathcnn-postgres-") and not Path(moved).is_relative_to(home)
+        url = f"postgresql+psycopg2://pathcnn@127.0.0.1:{port}/pathcnn"
+        study = optuna.create_study(storage=url, study_name="reachable")
+        study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+        assert len(optuna.load_study(study_name="reachable", storage=url).trials) == 1
+    finally:
+        run_command(["bash", str(script), "stop", str(datadir), port], tmp_path, check=False)
+        if moved:
+            shutil.rmtree(moved, ignore_errors=True)

@@ -60,6 +60,9 @@ class ModelResults:
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     comparison: dict[str, Any] = field(default_factory=dict)  # McNemar, CNN vs features on the patch split
     held_out_images: int = 0
+    # The study chose its values on held-out images of the train split (tune.objective held_out_*), i.e. on
+    # the folds' test images: the tuned crossval figure is then optimistic. Set once, from params, at load.
+    chosen_on_folds: bool = False
 
     @property
     def crossval_ok(self) -> bool:
@@ -131,7 +134,7 @@ def read_model(results_dir: Path, name: str) -> tuple[dict[str, dict[str, Any]],
 def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params: Params) -> ModelResults:
     """Read one model's results and compute the statistics."""
     metrics, predictions = read_model(results_dir, name)
-    results = ModelResults(name, classes, metrics, predictions)
+    results = ModelResults(name, classes, metrics, predictions, chosen_on_folds=params.tune.objective.held_out)
     resamples, seed = params.report.bootstrap_resamples, params.base.seed
     for stage in ("train", "baseline", "control"):
         frame = predictions[stage]
@@ -162,7 +165,7 @@ def load_results(results_dir: Path, name: str, classes: tuple[str, ...], params:
 # ---------------------------------------------------------------- findings (the rules live in pathcnn.findings)
 
 
-def held_out_findings(result: ModelResults, target: float | None, chosen_on_folds: bool = False) -> list[str]:
+def held_out_findings(result: ModelResults, target: float | None) -> list[str]:
     """What the image-held-out folds show: fits, memorisation, folds, target, images, CNN vs features."""
     crossval = result.metrics["crossval"]
     if not result.crossval_ok:
@@ -183,7 +186,7 @@ def held_out_findings(result: ModelResults, target: float | None, chosen_on_fold
             mean,
             result.metrics["crossval-untuned"]["cnn_mean_accuracy"],
             rules.seed_spread(crossval, result.metrics["crossval-untuned"]),
-            chosen_on_folds,
+            result.chosen_on_folds,
         )
         if result.untuned_ok
         else None,
@@ -225,7 +228,7 @@ def nonsense_findings(result: ModelResults) -> list[str]:
     ]
 
 
-def findings(result: ModelResults, target: float | None, chosen_on_folds: bool = False) -> list[str]:
+def findings(result: ModelResults, target: float | None) -> list[str]:
     """The reasons behind a model's numbers, each from a rule in pathcnn.findings."""
     train, comparison = result.metrics["train"], result.comparison
     return (
@@ -233,7 +236,7 @@ def findings(result: ModelResults, target: float | None, chosen_on_folds: bool =
             rules.overfitting(train["train_val_gap"]),
             rules.did_not_fit("The final CNN", train["train_accuracy"], train.get("fit_chance_upper")),
         )
-        + held_out_findings(result, target, chosen_on_folds)
+        + held_out_findings(result, target)
         + nonsense_findings(result)
         + [
             rules.cnn_vs_features_patch_split(
@@ -600,8 +603,7 @@ def build_markdown(results: list[ModelResults], figures: dict[str, dict[str, lis
     lines += ["Reasons, per model (each derived from the numbers in its section):", ""]
     for result in results:
         lines += [f"- **{result.name}**:"] + [
-            f"  - {line}"
-            for line in findings(result, params.report.targets.get(result.name), params.tune.objective.held_out)
+            f"  - {line}" for line in findings(result, params.report.targets.get(result.name))
         ]
     lines.append("")
     for result in results:
