@@ -40,11 +40,16 @@ test-fast: $(STAMP)  ## unit tests only
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check src tests benchmarks
 
+# One worker and MLflow's background job runner off: the UI needs neither (the runner alone is 8 processes, ~1.3 GB).
 ui: $(STAMP)  ## MLflow UI on 127.0.0.1:5000 against mlflow.db (HOST=0.0.0.0 to expose deliberately)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
+	@test -f mlflow.db || { echo "make ui: no mlflow.db here: no stage has logged a run in this clone (a clone restored from a DVC remote has none; see docs/team.md)" >&2; exit 1; }
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(BIN)/mlflow ui \
+		--backend-store-uri sqlite:///mlflow.db --host $${HOST:-127.0.0.1} --port $${PORT:-5000} --workers 1
 
 dashboard: $(STAMP)  ## optuna-dashboard on 127.0.0.1:8080 against the study storage
-	$(BIN)/optuna-dashboard $${STORAGE:-$${PATHCNN_OPTUNA_STORAGE:-results/tune/optuna.journal}} --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
+	@storage=$${STORAGE:-$${PATHCNN_OPTUNA_STORAGE:-results/tune/optuna.journal}}; \
+	case "$$storage" in *://*) ;; *) test -f "$$storage" || { echo "make dashboard: no study journal $$storage: no tune stage has run in this clone (a clone restored from a DVC remote has none; STORAGE=<url> for another storage)" >&2; exit 1; } ;; esac; \
+	$(BIN)/optuna-dashboard "$$storage" --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
 compare: $(STAMP)  ## DVC experiments side by side: changed params and each model's headline numbers
 	$(BIN)/pathcnn compare

@@ -6,7 +6,7 @@ here reads files or logs. Thresholds are named constants so that the report can 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pathcnn.reporting import number, p_value
@@ -229,12 +229,16 @@ def nonsense_floor(
     nonsense_fits: int,
     real_unfitted: int = 0,
     majority_rate: float | None = None,
+    class_count: int = 2,
+    folds: Sequence[tuple[str, float, float]] = (),
 ) -> str:
     """Credit tissue learning only when every fit fitted and the real held-out mean clears the nonsense floor.
 
-    The floor is the nonsense-label held-out mean, but never below the real held-out majority rate: nonsense
-    labels can score below chance (when the images pair up across the nonsense classes), and clearing a floor
-    below chance proves nothing.
+    The floor is the nonsense-label held-out mean, but never below the real held-out majority rate: clearing a
+    floor below chance proves nothing. With two classes, nonsense labels below chance by more than the seed
+    spread are a signal too: the images pair up across the nonsense classes, so image similarity predicts the
+    swapped labels at 1 - mean, and that is the floor. folds: (name, accuracy, majority rate) of the real
+    folds; a credit that rests on the mean while a fold stays within the seed spread of its majority rate says so.
     """
     if real_unfitted:
         return (
@@ -249,19 +253,35 @@ def nonsense_floor(
             "of tissue learning."
         )
     floor, floor_text = nonsense_mean, f"the nonsense-label floor ({number(nonsense_mean)})"
-    if majority_rate is not None and nonsense_mean < majority_rate:
+    swapped = 1.0 - nonsense_mean
+    if class_count == 2 and swapped > nonsense_mean and exceeds(swapped - nonsense_mean, 2 * seed_spread):
+        floor = max(swapped, majority_rate or 0.0)
+        floor_text = (
+            f"the floor, here {number(floor)} (nonsense labels score {number(nonsense_mean)} held out, far below "
+            f"chance: the images pair up across the nonsense classes, so image similarity predicts the swapped "
+            f"labels at {number(swapped)})"
+        )
+    elif majority_rate is not None and nonsense_mean < majority_rate:
         floor = majority_rate
         floor_text = (
             f"the floor, here the majority rate {number(majority_rate)} (nonsense labels score "
-            f"{number(nonsense_mean)} held out, below chance)"
+            f"{number(nonsense_mean)} held out, under it)"
         )
     gap = real_mean - floor
     if exceeds(gap, seed_spread):
-        return (
+        text = (
             f"On held-out images the real labels ({number(real_mean)}) clear {floor_text} by {number(gap)}, more "
             f"than the seed-to-seed spread {number(seed_spread)}: the held-out figure counts as evidence of learning "
-            "the tissue classes beyond image identity."
+            "the tissue classes beyond image identity"
         )
+        weak = [(name, accuracy, rate) for name, accuracy, rate in folds if not exceeds(accuracy - rate, seed_spread)]
+        if weak:
+            listed = ", ".join(f"{name} {number(accuracy)} (majority {number(rate)})" for name, accuracy, rate in weak)
+            text += (
+                f", on the mean over folds only: {listed} stays within the seed spread of its majority rate, so "
+                "on those held-out images the CNN shows no learning"
+            )
+        return text + "."
     return (
         f"On held-out images the real labels ({number(real_mean)}) do not clear {floor_text} by more than the "
         f"seed-to-seed spread {number(seed_spread)} (difference {number(gap)}): the held-out figure is not evidence "

@@ -162,6 +162,11 @@ def image_call(
     if used == 0:
         if total == 0:
             warnings.append("image is smaller than one patch; nothing to classify")
+        else:
+            # Tissue is found by the stain's colour: say why nothing was found, and how unlike training that is.
+            warnings.append("no patch has enough stain colour to count as tissue (background only, or greyscale?)")
+            if reference is not None:
+                warnings.extend(unfamiliar(appearance, reference))
         call.update(call=NO_TISSUE, mean_probability={}, vote_share={}, warnings=warnings)
         return call
     mean = predictions.probabilities.mean(axis=0)
@@ -322,6 +327,13 @@ def load_registry_predictor(model_uri: str, params_path: Path) -> Predictor:
     """A model from the MLflow store, with the classes and tiling its training run logged."""
     from pathcnn import registry, tracking
 
+    store = tracking.tracking_uri()
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        raise PathcnnError(
+            f"{model_uri}: no MLflow store at {store.removeprefix('sqlite:///')} (a clone restored from a DVC "
+            "remote has no runs or registry); use --model <name> for the model file, or set MLFLOW_TRACKING_URI "
+            "to the store or server that has the model"
+        )
     run = registry.model_run(model_uri)
     if not run.params.get("classes"):
         raise PathcnnError(f"{model_uri}: its training run {run.run_id} logged no 'classes' param")

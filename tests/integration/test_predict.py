@@ -167,7 +167,21 @@ def test_background_only_image_is_no_tissue(
     with Image.open(tmp_path / "out" / "blank_heatmap.png") as heatmap:
         assert heatmap.width > 450 and heatmap.height >= 320
     assert pd.read_csv(tmp_path / "out" / "blank_patches.csv")["predicted"].eq(predict.NOT_CLASSIFIED).all()
-    assert "blank.png: no tissue" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "blank.png: no tissue" in printed.out
+    # Not silent: why nothing counted as tissue, and how far that is from the training images' tissue share.
+    assert any("stain colour" in warning for warning in calls[white]["warnings"]), calls[white]["warnings"]
+    assert any("0% of patches are tissue" in warning for warning in calls[white]["warnings"]), calls[white]["warnings"]
+    assert "warning: blank.png: no patch has enough stain colour" in printed.err
+
+
+def test_a_greyscale_image_is_no_tissue_with_a_warning(predictor: predict.Predictor, tmp_path: Path) -> None:
+    grey = tmp_path / "grey.png"
+    with Image.open(seed_image_dir() / "A1.jpg") as image:
+        image.convert("L").save(grey)
+    call = predict.run([grey], predictor, tmp_path / "out")[grey]
+    assert call["call"] == predict.NO_TISSUE
+    assert any("greyscale" in warning for warning in call["warnings"]), call["warnings"]
 
 
 def test_unreadable_image_is_one_line_error(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -338,3 +352,15 @@ def test_predict_works_from_any_folder_with_the_model_card(
     by_fixture = predict.run([image], predictor, tmp_path / "fixture")[image]
     for key in ("call", "patches_used", "vote_share", "mean_probability"):
         assert call[key] == by_fixture[key]
+
+
+def test_a_model_uri_without_a_store_is_one_line_and_creates_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # like a clone restored from a remote: no mlflow.db
+    image = str(seed_image_dir() / "A1.jpg")
+    assert cli.main(["predict", image, "--model-uri", f"models:/{NAME}@champion", "--out", "out"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no MLflow store" in error[0] and "--model" in error[0], error
+    assert not (tmp_path / "mlflow.db").exists()

@@ -201,14 +201,40 @@ def test_the_real_labels_must_clear_the_nonsense_floor_by_more_than_the_seed_spr
 
 
 def test_a_nonsense_floor_below_chance_is_raised_to_the_majority_rate() -> None:
-    """Model 2 of 2026-11-28: nonsense labels 0.232 held out, majority 0.427: the real 0.961 clears 0.427."""
-    line = rules.nonsense_floor(0.961, 0.232, 0.012, 0, 6, majority_rate=0.427)
-    assert "clear the floor, here the majority rate 0.427 (nonsense labels score 0.232 held out, below chance)" in line
-    assert "by 0.534" in line and "counts as evidence" in line
-    near_chance = rules.nonsense_floor(0.45, 0.2, 0.05, 0, 6, majority_rate=0.427)
-    assert "do not clear the floor, here the majority rate 0.427" in near_chance
+    line = rules.nonsense_floor(0.80, 0.45, 0.05, 0, 6, majority_rate=0.5)
+    assert "clear the floor, here the majority rate 0.500 (nonsense labels score 0.450 held out, under it" in line
+    assert "by 0.300" in line and "counts as evidence" in line
+    near_chance = rules.nonsense_floor(0.52, 0.45, 0.05, 0, 6, majority_rate=0.5)
+    assert "do not clear the floor, here the majority rate 0.500" in near_chance
     above_chance = rules.nonsense_floor(0.9, 0.6, 0.05, 0, 6, majority_rate=0.5)
     assert "clear the nonsense-label floor (0.600)" in above_chance
+
+
+def test_two_class_nonsense_far_below_chance_is_an_inverted_signal() -> None:
+    """Nonsense labels 0.232 held out, 0.268 below chance with a seed spread of 0.012: the swapped labels score 0.768.
+
+    (Model 2 of 2026-11-28 scored 0.232 too, but with a spread of 0.301: within noise of chance, so there the
+    majority rate stays the floor.)
+    """
+    line = rules.nonsense_floor(0.961, 0.232, 0.012, 0, 6, majority_rate=0.427)
+    assert "here the majority rate" in rules.nonsense_floor(0.961, 0.232, 0.301, 0, 6, majority_rate=0.427)
+    assert "clear the floor, here 0.768 (nonsense labels score 0.232 held out, far below chance" in line
+    assert "by 0.193" in line and "counts as evidence" in line
+    # The same real figure against a stronger inverted signal is not credited.
+    assert "do not clear the floor, here 0.970" in rules.nonsense_floor(0.961, 0.030, 0.012, 0, 6, majority_rate=0.4)
+    # With three classes, 1 - mean means nothing: the majority rate is the floor.
+    three = rules.nonsense_floor(0.9, 0.2, 0.012, 0, 6, majority_rate=0.34, class_count=3)
+    assert "here the majority rate 0.340" in three
+
+
+def test_a_credit_on_the_mean_names_a_fold_that_stays_at_chance() -> None:
+    """Model 1 of 2026-11-28: mean 0.696 clears 0.579 by more than 0.097, but fold1 is 0.545 against 0.516."""
+    folds = [("fold1 (A1, B1 held out)", 0.545, 0.516), ("fold2 (A2, B2 held out)", 0.848, 0.500)]
+    line = rules.nonsense_floor(0.696, 0.579, 0.097, 0, 6, majority_rate=0.508, folds=folds)
+    assert "counts as evidence" in line and "on the mean over folds only" in line
+    assert "fold1 (A1, B1 held out) 0.545 (majority 0.516)" in line and "fold2" not in line
+    even = rules.nonsense_floor(0.90, 0.579, 0.05, 0, 6, majority_rate=0.5, folds=[("f1", 0.9, 0.5), ("f2", 0.9, 0.5)])
+    assert "on the mean over folds only" not in even
 
 
 def test_an_unfitted_fit_on_either_side_of_the_floor_credits_nothing() -> None:

@@ -224,6 +224,15 @@ def nonsense_findings(result: ModelResults) -> list[str]:
             rules.fit_count(held),
             len(crossval["cnn_folds_not_fitted"]),
             crossval["mean_baseline_accuracy"],
+            len(result.classes),
+            [
+                (
+                    f"{name} ({fold['test_images'].replace(',', ', ')} held out)",
+                    fold["cnn_accuracy"],
+                    fold["baseline_accuracy"],
+                )
+                for name, fold in crossval["folds"].items()
+            ],
         )
     ]
 
