@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,20 @@ def run_command(command: list[str], cwd: Path, check: bool = True, timeout: floa
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def commit_all(root: Path, message: str = "shrunk params") -> str:
+    """Commit everything in a repo copy (so experiments differ from their baseline by -S alone); returns HEAD."""
+    run_command(["git", "add", "-A"], root)
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)
+    return run_command(["git", "rev-parse", "HEAD"], root).stdout.strip()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def small_patches(count: int = 8, size: int = 100, seed: int = 0) -> np.ndarray:

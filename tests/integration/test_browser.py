@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,7 +14,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import REPO, shrink_params
+from tests.conftest import REPO, free_port, shrink_params
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,12 +36,6 @@ def chromium_path() -> str:
     if not path:
         pytest.skip("chromium not installed (apt-get install chromium, or set PATHCNN_CHROMIUM)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def train_store(root: Path, small_images: Path, monkeypatch: pytest.MonkeyPatch) -> str:

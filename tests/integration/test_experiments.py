@@ -9,7 +9,7 @@ import keras
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import mlflow_uri, run_command
+from tests.conftest import commit_all, mlflow_uri, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,6 @@ def shown_params(root: Path, experiment: str) -> dict:
                 if revision.get("name") == experiment:
                     return revision["data"]["params"]["params.yaml"]["data"]
     raise AssertionError(f"experiment {experiment} not in dvc exp show")
-
-
-def commit_all(root: Path) -> None:
-    """Commit the copy's shrunk params and data/raw.dvc, so experiments differ from their baseline by -S alone."""
-    run_command(["git", "add", "-A"], root)
-    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "shrunk params"], root)
 
 
 def test_an_explicit_train_value_is_fitted_logged_and_shown(repo_copy: Path) -> None:

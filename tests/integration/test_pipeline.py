@@ -15,7 +15,7 @@ import yaml
 from mlflow import MlflowClient
 
 from pathcnn.tracking import EPOCH_PREFIX, flat_numbers
-from tests.conftest import mlflow_uri, prepare_repo_copy, run_command
+from tests.conftest import commit_all, mlflow_uri, prepare_repo_copy, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -180,8 +180,7 @@ def test_a_fresh_clone_restores_the_results_from_a_team_remote_without_training(
 ) -> None:
     """A teammate pushed data, outputs and run cache; `make repro` in a new clone restores them, fitting nothing."""
     remote = tmp_path / "team-remote"
-    run_command(["git", "add", "-A"], reproduced)
-    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], reproduced)
+    commit_all(reproduced, "results")
     run_command(["dvc", "remote", "add", "--local", "team", str(remote)], reproduced)
     run_command(["dvc", "push", "-r", "team", "--run-cache"], reproduced)
     clone = tmp_path / "clone"

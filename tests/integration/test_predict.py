@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from PIL import Image
 
 from pathcnn import cli, predict, registry
 from pathcnn.tiling import grid_shape, tile_image
-from tests.conftest import REPO, seed_image_dir, shrink_params
+from tests.conftest import REPO, free_port, seed_image_dir, shrink_params
 
 MODEL = "model1"
 NAME = f"pathcnn-{MODEL}"
@@ -258,12 +257,6 @@ def test_champion_alias_rule(store: MlflowClient) -> None:
     add_version(store, name, 0.90, 0.60)
     assert registry.current_champion(name, store) == ("6", 0.90)
     assert store.get_model_version(name, "3").tags["registry.champion"] == "not promoted"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_mlflow_serving_takes_stored_patches_and_answers_like_pathcnn(

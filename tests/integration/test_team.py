@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
@@ -19,24 +18,11 @@ import yaml
 from mlflow import MlflowClient
 
 from pathcnn import registry
-from tests.conftest import REPO, mlflow_uri, run_command, seed_image_dir
+from tests.conftest import REPO, commit_all, free_port, mlflow_uri, run_command, seed_image_dir
 
 pytestmark = pytest.mark.slow
 
 QUEUED = {"q-drop1": 0.1, "q-drop4": 0.4}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def commit_all(root: Path, message: str) -> str:
-    """Commit everything in the copy; returns the new HEAD."""
-    run_command(["git", "add", "-A"], root)
-    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)
-    return run_command(["git", "rev-parse", "HEAD"], root).stdout.strip()
 
 
 def run_queued(root: Path, jobs: int) -> None:
