@@ -13,7 +13,7 @@ MLFLOW_BACKEND ?= postgresql+psycopg2://pathcnn@127.0.0.1:$(PGPORT)/mlflow
 MLFLOW_SERVER_OPTS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repro test test-fast lint ui dashboard compare plots plots-diff postgres postgres-stop mlflow-server mlflow-server-stop bench clean lock
+.PHONY: help venv repro test test-fast deps lint ui dashboard compare plots plots-diff postgres postgres-stop mlflow-server mlflow-server-stop bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: $(STAMP)  ## run the whole test suite (unit, integration, browser, postgre
 
 test-fast: $(STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit
+
+deps: $(STAMP)  ## rewrite dvc.yaml's code deps from the stages' imports (tests/unit/test_dvc_deps.py checks them)
+	$(BIN)/python tests/unit/test_dvc_deps.py
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check src tests benchmarks
@@ -84,6 +87,6 @@ lock:  ## re-freeze requirements.lock from the current .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pathcnn' > requirements.lock
 
 clean:  ## remove generated outputs (never data/raw, never mlflow.db or the study storage)
-	rm -rf data/patches data/splits models results/train results/baseline results/control results/crossval results/nonsense \
+	rm -rf data/patches data/splits models results/train results/baseline results/control results/crossval results/crossval-untuned results/nonsense results/significance \
 		results/tune/model* results/summary reports/figures reports/report.md reports/report.html reports/overview.png predictions \
 		dvc_plots

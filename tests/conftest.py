@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def shrink_params(params: dict) -> dict:
     if "crossval" in params:
         params["crossval"]["seeds"] = 2
     if "report" in params:
-        params["report"]["bootstrap_resamples"] = 100
+        params["significance"]["bootstrap_resamples"] = 100
     return params
 
 
@@ -144,6 +145,20 @@ def repo_copy(tmp_path: Path, small_images: Path, monkeypatch: pytest.MonkeyPatc
     root = prepare_repo_copy(tmp_path / "repo", small_images)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri(root))
     return root
+
+
+def stage_command(stage: str, key: str | None = None, drop: tuple[str, ...] = ()) -> list[str]:
+    """The command dvc.yaml runs for a stage (foreach stages with ${key} filled in): paths live only there.
+
+    `drop` leaves out options with their values (e.g. --tuned, for a train run without a study).
+    """
+    body = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    command = body["do"]["cmd"] if "foreach" in body else body["cmd"]
+    words = shlex.split(command.replace("${key}", key) if key else command)
+    for option in drop:
+        at = words.index(option)
+        del words[at : at + 2]
+    return words
 
 
 def run_command(command: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "control": ("pathcnn.stages.control", "label-permutation control (must be near chance)"),
     "crossval": ("pathcnn.stages.crossval", "leave-one-image-out cross-validation"),
     "nonsense": ("pathcnn.stages.nonsense", "the nonsense-label control: classes that follow image identity"),
+    "significance": ("pathcnn.stages.significance", "intervals, p-values and McNemar of one model's predictions"),
     "report": ("pathcnn.stages.report", "write reports/report.md and report.html"),
     "summary": ("pathcnn.stages.summary", "print a table of every model's metrics"),
     "compare": ("pathcnn.experiments", "DVC experiments side by side: changed params, headline metrics"),
@@ -28,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Every pipeline stage closes MLflow runs abandoned by hard-killed processes before it starts.
-STAGES_THAT_TRACK = frozenset(COMMANDS) - {"summary", "compare", "predict"}
+STAGES_THAT_TRACK = frozenset(COMMANDS) - {"significance", "summary", "compare", "predict"}
 
 
 def quiet_libraries() -> None:

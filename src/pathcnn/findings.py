@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pathcnn.reporting import number, p_value
+from pathcnn.results import ModelResults
 from pathcnn.significance import best_possible_image_p_value
 
 SIGNIFICANCE = 0.05
@@ -419,3 +420,116 @@ def seed_spread(*records: Mapping[str, Any]) -> float:
 def lines(*found: str | None) -> list[str]:
     """The sentences of the rules that applied."""
     return [line for line in found if line is not None]
+
+
+# ---------------------------------------------------------------- which rules a model's results call for
+
+
+def held_out_findings(result: ModelResults, target: float | None) -> list[str]:
+    """What the image-held-out folds show: fits, memorisation, folds, target, images, CNN vs features."""
+    crossval = result.metrics["crossval"]
+    if not result.crossval_ok:
+        return [not_possible("Image-held-out cross-validation", crossval["reason"])]
+    unfitted = unfitted_fit_lines(crossval)
+    mean, spread = crossval["cnn_mean_accuracy"], seed_spread(crossval)
+    pooled = result.stats["crossval_cnn"]
+    folds = fold_means(crossval)
+    return unfitted + lines(
+        unfitted_mean(mean, len(unfitted), fit_count(crossval)),
+        held_out_at_chance(pooled["accuracy"], pooled["ci_low"], pooled["ci_high"], pooled["null_rate"]),
+        memorisation(result.metrics["train"]["test_accuracy"], mean, all_fitted=not unfitted),
+        fold_disagreement(folds, crossval["cnn_max_seed_range"]),  # folds vs a single fold's spread
+        target_met(folds, target),
+        image_level(pooled["image_correct"], pooled["image_n"], result.held_out_images, len(result.classes)),
+        cnn_vs_features_held_out(mean, crossval["features_mean_accuracy"], spread),
+        tuned_vs_untuned(
+            mean,
+            result.metrics["crossval-untuned"]["cnn_mean_accuracy"],
+            seed_spread(crossval, result.metrics["crossval-untuned"]),
+            result.chosen_on_folds,
+        )
+        if result.untuned_ok
+        else None,
+    )
+
+
+def nonsense_findings(result: ModelResults) -> list[str]:
+    """What the nonsense-label control gives the patch-split metric, and whether the real labels clear its floor."""
+    nonsense = result.metrics["nonsense"]
+    if not result.nonsense_ok:
+        return [not_possible("The nonsense-label control", nonsense["reason"])]
+    patch = nonsense["patch_split"]
+    found = [
+        nonsense_patch_split(
+            patch["test_accuracy"],
+            patch["test_accuracy_min"],
+            patch["test_accuracy_max"],
+            patch["baseline_accuracy"],
+            patch["fits_failed"],
+            len(nonsense["seeds"]),
+        )
+    ]
+    held = nonsense["held_out"]
+    if not result.crossval_ok:
+        return found
+    if not result.nonsense_held_out_ok:
+        return found + [nonsense_floor_unknown(held["reason"])]
+    crossval = result.metrics["crossval"]
+    return found + [
+        nonsense_floor(
+            crossval["cnn_mean_accuracy"],
+            held["cnn_mean_accuracy"],
+            seed_spread(crossval, held),
+            len(held["cnn_folds_not_fitted"]),
+            fit_count(held),
+            len(crossval["cnn_folds_not_fitted"]),
+            crossval["mean_baseline_accuracy"],
+            len(result.classes),
+            [
+                (
+                    f"{name} ({fold['test_images'].replace(',', ', ')} held out)",
+                    fold["cnn_accuracy"],
+                    fold["baseline_accuracy"],
+                )
+                for name, fold in crossval["folds"].items()
+            ],
+        )
+    ]
+
+
+def model_findings(result: ModelResults, target: float | None) -> list[str]:
+    """The reasons behind a model's numbers, each from a rule above."""
+    train, comparison = result.metrics["train"], result.comparison
+    return (
+        lines(
+            overfitting(train["train_val_gap"]),
+            did_not_fit("The final CNN", train["train_accuracy"], train.get("fit_chance_upper")),
+        )
+        + held_out_findings(result, target)
+        + nonsense_findings(result)
+        + [
+            cnn_vs_features_patch_split(
+                result.stats["train"]["accuracy"],
+                result.stats["baseline"]["accuracy"],
+                comparison["only_first_correct"],
+                comparison["only_second_correct"],
+                comparison["p_value"],
+            ),
+            shuffled_control(result.metrics["control"]),
+        ]
+    )
+
+
+def ranking(results: list[ModelResults]) -> list[str]:
+    """Question 3: models ranked by held-out accuracy (noise-aware), else by the patch split."""
+    patch = {r.name: r.metrics["train"]["test_accuracy"] for r in results}
+    if not all(r.crossval_ok for r in results):
+        return [ranking_by_patch_split(patch)]
+    means = {r.name: r.metrics["crossval"]["cnn_mean_accuracy"] for r in results}
+    spreads = {r.name: seed_spread(r.metrics["crossval"]) for r in results}
+    features = {r.name: r.metrics["crossval"]["features_mean_accuracy"] for r in results}
+    return lines(
+        ranking_by_held_out(means, spreads),
+        rankings_disagree(means, spreads, patch),
+        easier_pair(features),
+    )

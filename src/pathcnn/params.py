@@ -346,10 +346,15 @@ class ControlParams(Section):
     )
 
 
+class SignificanceParams(Section):
+    """The significance stage: intervals and p-values of the stored predictions."""
+
+    bootstrap_resamples: int = Field(1000, ge=100, description="Resamples for bootstrap intervals.")
+
+
 class ReportParams(Section):
     """The report."""
 
-    bootstrap_resamples: int = Field(1000, ge=100, description="Resamples for bootstrap intervals.")
     example_patches: int = Field(4, ge=1, le=16, description="Correct and wrong examples shown per class.")
     targets: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         default_factory=dict, description="Image-held-out accuracy each crossval fold should reach, per model."
@@ -379,6 +384,7 @@ class Params(Section):
     tune: TuneParams = TuneParams()
     crossval: CrossvalParams = CrossvalParams()
     control: ControlParams = ControlParams()
+    significance: SignificanceParams = SignificanceParams()
     report: ReportParams = ReportParams()
 
     @model_validator(mode="before")

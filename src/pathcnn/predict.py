@@ -327,10 +327,10 @@ def load_registry_predictor(model_uri: str, params_path: Path) -> Predictor:
     """A model from the MLflow store, with the classes and tiling its training run logged."""
     from pathcnn import registry, tracking
 
-    store = tracking.tracking_uri()
-    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+    store = tracking.local_store_path()
+    if store is not None and not store.is_file():
         raise PathcnnError(
-            f"{model_uri}: no MLflow store at {store.removeprefix('sqlite:///')} (a clone restored from a DVC "
+            f"{model_uri}: no MLflow store at {store} (a clone restored from a DVC "
             "remote has no runs or registry); use --model <name> for the model file, or set MLFLOW_TRACKING_URI "
             "to the store or server that has the model"
         )

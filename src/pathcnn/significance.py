@@ -178,3 +178,49 @@ def paired_comparison(first: pd.DataFrame, second: pd.DataFrame) -> dict[str, An
 def best_possible_image_p_value(images: int, chance: float) -> float:
     """The smallest one-sided p-value that `images` image-level calls can reach (all correct)."""
     return binomial_p_value(images, images, chance) if images else 1.0
+
+
+def model_statistics(
+    metrics: dict[str, dict[str, Any]],
+    predictions: dict[str, pd.DataFrame],
+    class_names: tuple[str, ...],
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The significance record of one model: statistics of every prediction set and McNemar's test.
+
+    train, baseline and control against their majority rates; CNN against features on the same test patches;
+    the crossval folds pooled (held-out CNN per seed, combined by over_seeds; features) when crossval ran.
+    """
+    stats: dict[str, dict[str, Any]] = {}
+    for stage in ("train", "baseline", "control"):
+        frame = predictions[stage]
+        if "permutation" in frame:  # the control's models: each permutation calls each image once
+            frame = frame.assign(image_id=frame["permutation"] + "/" + frame["image_id"])
+        stats[stage] = prediction_statistics(frame, class_names, metrics[stage]["baseline_accuracy"], resamples, seed)
+    record: dict[str, Any] = {
+        "bootstrap_resamples": resamples,
+        "seed": seed,
+        "stats": stats,
+        "comparison": paired_comparison(predictions["train"], predictions["baseline"]),
+        "held_out_images": 0,
+    }
+    if metrics["crossval"].get("status") == "ok":
+        folds = metrics["crossval"]["folds"]
+        pooled = predictions["crossval"]
+        # Pooled over folds (each patch tested once per fit); null rate: the folds' majority rates weighted by size.
+        null = sum(f["baseline_accuracy"] * f["n_test"] for f in folds.values()) / sum(
+            f["n_test"] for f in folds.values()
+        )
+        cnn = pooled[pooled["method"] == "cnn"]
+        record["held_out_images"] = int(cnn["image_id"].nunique())
+        # Each seed's fits test the same patches: one statistic per seed, combined without counting a patch twice.
+        stats["crossval_cnn"] = over_seeds(
+            [
+                prediction_statistics(fits, class_names, null, resamples, seed)
+                for _, fits in cnn.groupby("seed", sort=True)
+            ]
+        )
+        features = pooled[pooled["method"] == "features"]
+        stats["crossval_features"] = prediction_statistics(features, class_names, null, resamples, seed)
+    return record

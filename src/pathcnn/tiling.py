@@ -45,6 +45,18 @@ def tissue_mask(pixels: np.ndarray, min_saturation: float) -> np.ndarray:
     return spread > min_saturation * np.maximum(high, 1).astype(np.float32)
 
 
+def greyscale_with_content(image: np.ndarray, min_spread: int = 8, share: float = 0.001) -> bool:
+    """An image without colour that is not blank: almost no pixel has channels apart by more than min_spread,
+    but some are darker than glass (a greyscale scan of tissue, stored as RGB or as a JPEG of one).
+
+    The saturation-based tissue filter sees no tissue in such an image, and lowering its thresholds cannot help.
+    """
+    pixels = image[:: max(1, image.shape[0] // 512), :: max(1, image.shape[1] // 512)].astype(np.int16)
+    spread = pixels.max(axis=-1) - pixels.min(axis=-1)
+    dark = pixels.mean(axis=-1) < 200
+    return bool(np.mean(spread > min_spread) <= share and np.mean(dark) > share)
+
+
 def tissue_fractions(image: np.ndarray, size: int, stride: int, min_saturation: float) -> np.ndarray:
     """Tissue fraction of every grid cell, shape (rows, cols), computed one band of patch rows at a time."""
     grid_rows, grid_cols = grid_shape(image.shape[0], image.shape[1], size, stride)

@@ -57,12 +57,16 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_root() / DEFAULT_STORE).as_posix()}"
 
 
+def local_store_path() -> Path | None:
+    """The file of the local SQLite store in use, None for a server or another database."""
+    uri = tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def _local_store_folder() -> Path | None:
     """The folder of a local SQLite store (its artifacts go to <folder>/mlruns), None for a server or other DB."""
-    uri = tracking_uri()
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    database = local_store_path()
+    return None if database is None else database.resolve().parent
 
 
 def experiment_id_of(name: str) -> str:
@@ -71,19 +75,23 @@ def experiment_id_of(name: str) -> str:
     MLflow places a new experiment's artifacts in ./mlruns of the working directory, which for a queued
     experiment is DVC's temporary copy; with a local store they go beside the store instead.
     """
-    client = MlflowClient(tracking_uri())
     folder = _local_store_folder()
-    if folder is not None:
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            try:
-                client.create_experiment(name, artifact_location=(folder / "mlruns" / name).as_uri())
-            except mlflow.exceptions.MlflowException:
-                if client.get_experiment_by_name(name) is None:  # not a concurrent creation by another process
-                    raise
-        else:
-            _rehome_experiment(found.experiment_id, found.artifact_location, folder)
-    return mlflow.set_experiment(name).experiment_id
+    if folder is None:
+        return mlflow.set_experiment(name).experiment_id
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=(folder / "mlruns" / name).as_uri())
+        except mlflow.exceptions.MlflowException:
+            found = client.get_experiment_by_name(name)  # created meanwhile by a concurrent process?
+            if found is None:
+                raise
+            experiment_id = found.experiment_id
+    else:
+        experiment_id = found.experiment_id
+        _rehome_experiment(experiment_id, found.artifact_location, folder)
+    return mlflow.set_experiment(experiment_id=experiment_id).experiment_id
 
 
 def _rehome_experiment(experiment_id: str, location: str, folder: Path) -> None:
@@ -103,7 +111,7 @@ def _rehome_experiment(experiment_id: str, location: str, folder: Path) -> None:
     home = folder / "mlruns"
     if path.parent == home:
         return
-    database = Path(tracking_uri().removeprefix("sqlite:///"))
+    database = local_store_path()
     with closing(sqlite3.connect(database, timeout=60)) as connection, connection:
         connection.execute(
             "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
@@ -363,10 +371,10 @@ def close_abandoned_runs() -> list[str]:
 
     Skipped when the default SQLite store does not exist yet, so commands never create it needlessly.
     """
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+    database = local_store_path()
+    if database is not None and not database.exists():
         return []
-    return mark_stale_runs_failed(MlflowClient(uri))
+    return mark_stale_runs_failed(MlflowClient(tracking_uri()))
 
 
 def describe_experiment(experiment: str, model: str, classes: tuple[str, ...]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -18,6 +18,8 @@ from pathcnn.patchsets import PatchArray, PatchSet
 from pathcnn.seeding import seed_everything
 from pathcnn.stain import normalize_sets
 
+# Callbacks made from the sets as the fit sees them (after stain normalisation).
+CallbacksFor = Callable[[dict[str, PatchSet]], Sequence[keras.callbacks.Callback]]
 # Stain matrix of haematoxylin, eosin and DAB in optical density (Ruifrok & Johnston, as in skimage.color).
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float32)
 RGB_FROM_HED = RGB_FROM_HED / np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
@@ -270,15 +272,17 @@ def train_and_evaluate(
     train: TrainParams,
     seed: int,
     max_epochs: int | None = None,
-    callbacks: tuple = (),
+    callbacks: Sequence[keras.callbacks.Callback] | CallbacksFor = (),
 ) -> TrainOutcome:
     """Seed, fit on train (early stopping on val), then score every part given (train, val and test if any).
 
-    The one fitting path of the train stage, tune trials, crossval folds and control models.
+    The one fitting path of the train stage, tune trials, crossval folds and control models. `callbacks` may
+    be a function of the sets as the fit sees them (stain-normalised), for a callback that predicts on them.
     """
     sets = normalize_sets(sets, train.stain_normalization)  # identity unless train.stain_normalization is set
     seed_everything(seed)
-    fit = fit_model(sets["train"], sets["val"], len(class_names), train, seed, max_epochs, callbacks)
+    extra = callbacks(sets) if callable(callbacks) else callbacks
+    fit = fit_model(sets["train"], sets["val"], len(class_names), train, seed, max_epochs, extra)
     probabilities = {part: predict_probabilities(fit.model, patch_set.patches) for part, patch_set in sets.items()}
     evaluation = evaluate_probabilities(probabilities, sets, class_names)
     return TrainOutcome(**vars(fit), probabilities=probabilities, evaluation=evaluation)

@@ -16,7 +16,7 @@ from pathcnn.params import TrainParams
 from pathcnn.patchsets import PatchSet
 from pathcnn.significance import accuracy_summary
 from tests.conftest import mlflow_uri, prepare_repo_copy, run_command
-from tests.unit.test_report import FITTED, write_results
+from tests.unit.test_report import FITTED, write_results, write_significance
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +85,7 @@ def test_crossval_with_a_one_image_class_says_so_and_the_report_states_it(
     # With the other stages' outputs in place (hand-made), the report states why crossval was not possible.
     for model in ("model1", "model2"):
         write_results(results, model, FITTED, skip=("crossval",) if model == "model1" else ())
+    write_significance(results, small_params_file)
     report.run(results, tmp_path / "no-patches", tmp_path / "reports", small_params_file)
     text = (tmp_path / "reports" / "report.md").read_text()
     assert f"Image-held-out cross-validation not possible: {written['reason']}" in text
@@ -117,6 +118,7 @@ def test_a_crossval_fold_that_cannot_fit_is_reported_as_not_fitted(
     experiment = client.get_experiment_by_name("pathcnn-model1")
     folds = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'crossval-fold'")
     assert {run.data.tags["fit"] for run in folds} == {"failed"}
+    write_significance(results, small_params_file)
     report.run(results, tmp_path / "no-patches", tmp_path / "reports", small_params_file)
     section = (tmp_path / "reports" / "report.md").read_text().split("## model1:")[1].split("## model2:")[0]
     for name, fold in written["folds"].items():
@@ -211,7 +213,7 @@ def test_evaluation_metrics_are_dvc_metrics_and_mlflow_runs(reproduced: Path) ->
     shown = json.loads(run_command(["dvc", "metrics", "show", "--json"], reproduced).stdout)
     files = {name for entry in shown.values() for name in entry.get("data", {})}
     assert "results/summary/model1.json" in files  # the headline numbers; the full records are outputs
-    for stage in ("baseline", "control", "crossval", "crossval-untuned", "nonsense"):
+    for stage in ("baseline", "control", "crossval", "crossval-untuned", "nonsense", "significance"):
         assert (reproduced / "results" / stage / "model1" / "metrics.json").exists()
     client = MlflowClient(mlflow_uri(reproduced))
     experiment = client.get_experiment_by_name("pathcnn-model1")

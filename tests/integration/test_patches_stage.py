@@ -12,7 +12,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import run_command
+from tests.conftest import run_command, stage_command
+
+PATCHES, SPLIT = stage_command("patches")[1:], stage_command("split")[1:]  # the arguments dvc.yaml passes
 
 
 def pathcnn(args: list[str], cwd: Path, check: bool = True):
@@ -26,7 +28,7 @@ def workdir(tmp_path: Path, small_images: Path, small_params_file: Path) -> Path
 
 
 def test_patches_and_split_on_real_crops(workdir: Path) -> None:
-    pathcnn(["patches"], workdir)
+    pathcnn(PATCHES, workdir)
     manifest = pd.read_csv(workdir / "data/patches/manifest.csv")
     assert len(manifest) == 8 * 9
     assert set(manifest["image_id"]) == {"A1", "A2", "B1", "B2", "C1", "C2", "D1", "D2"}
@@ -43,7 +45,7 @@ def test_patches_and_split_on_real_crops(workdir: Path) -> None:
     assert (workdir / "reports/figures/tiling/A1.png").exists()
     assert json.loads((workdir / "data/patches/skipped.json").read_text()) == []
 
-    pathcnn(["split"], workdir)
+    pathcnn(SPLIT, workdir)
     split = pd.read_csv(workdir / "data/splits/model1.csv")
     assert set(split["label"]) == {"A", "B"}
     assert set(split["split"]) == {"train", "val", "test"}
@@ -85,11 +87,11 @@ def _write_bad(path: Path, kind: str, donor: Path) -> None:
 
 @pytest.mark.parametrize(("name", "kind", "reason"), BAD_IMAGES)
 def test_bad_image_stops_with_one_line_and_keeps_old_outputs(workdir: Path, name: str, kind: str, reason: str) -> None:
-    pathcnn(["patches"], workdir)
+    pathcnn(PATCHES, workdir)
     before = (workdir / "data/patches/manifest.csv").read_bytes()
     _write_bad(workdir / "data" / "raw" / name, kind, workdir / "data/raw/A1.jpg")
 
-    result = pathcnn(["patches"], workdir, check=False)
+    result = pathcnn(PATCHES, workdir, check=False)
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -106,7 +108,7 @@ def test_skip_bad_images_lists_them(workdir: Path, name: str, kind: str, reason:
     params["patches"]["skip_bad_images"] = True
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
-    pathcnn(["patches"], workdir)
+    pathcnn(PATCHES, workdir)
 
     skipped = json.loads((workdir / "data/patches/skipped.json").read_text())
     assert [entry["file"] for entry in skipped] == [name]
@@ -119,7 +121,7 @@ def test_bad_param_stops_before_any_work(workdir: Path) -> None:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["patches"]["patch_size"] = -5
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    result = pathcnn(["patches"], workdir, check=False)
+    result = pathcnn(PATCHES, workdir, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: params.yaml: patches.patch_size: Input should be greater than 0 (got -5)"
@@ -131,7 +133,7 @@ def test_model_with_a_class_without_images_is_refused(workdir: Path) -> None:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["models"]["model3"] = {"classes": ["A", "Z"]}
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    result = pathcnn(["patches"], workdir, check=False)
+    result = pathcnn(PATCHES, workdir, check=False)
     assert result.returncode == 1
     assert "models.model3.classes: no images for class Z" in result.stderr
 
@@ -139,6 +141,6 @@ def test_model_with_a_class_without_images_is_refused(workdir: Path) -> None:
 def test_misnamed_file_is_reported(workdir: Path) -> None:
     (workdir / "data/raw/scan.jpg").write_bytes((workdir / "data/raw/A1.jpg").read_bytes())
     (workdir / "data/raw/.DS_Store").write_bytes(b"junk")
-    result = pathcnn(["patches"], workdir, check=False)
+    result = pathcnn(PATCHES, workdir, check=False)
     assert result.returncode == 1
     assert "scan.jpg" in result.stderr and ".DS_Store" not in result.stderr

@@ -14,7 +14,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import run_command
+from tests.conftest import run_command, stage_command
+
+TRAIN = stage_command("train", "model1", drop=("--tuned",))  # no study in these tests
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +25,8 @@ pytestmark = pytest.mark.slow
 def stage_dir(tmp_path: Path, small_images: Path, small_params_file: Path, tracking_uri: str) -> Path:
     """patches and split done on the small crops; train is next."""
     shutil.copytree(small_images, tmp_path / "data" / "raw")
-    run_command(["pathcnn", "patches"], tmp_path)
-    run_command(["pathcnn", "split"], tmp_path)
+    run_command(stage_command("patches"), tmp_path)
+    run_command(stage_command("split"), tmp_path)
     return tmp_path
 
 
@@ -42,7 +44,7 @@ def runs(uri: str) -> list:
 
 def start_training(workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        ["pathcnn", "train", "--model", "model1"],
+        TRAIN,
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -68,9 +70,9 @@ def wait_for_epochs(uri: str, process: subprocess.Popen, epochs: int, timeout: f
 
 
 def test_same_seed_gives_identical_metrics(stage_dir: Path) -> None:
-    run_command(["pathcnn", "train", "--model", "model1"], stage_dir)
+    run_command(TRAIN, stage_dir)
     first = json.loads((stage_dir / "results/train/model1/metrics.json").read_text())
-    run_command(["pathcnn", "train", "--model", "model1"], stage_dir)
+    run_command(TRAIN, stage_dir)
     second = json.loads((stage_dir / "results/train/model1/metrics.json").read_text())
     assert first == second
 
@@ -86,11 +88,11 @@ def test_sigkill_leaves_no_half_output_and_the_run_is_failed_at_next_start(stage
     assert not (stage_dir / "results/train/model1/metrics.json").exists()
     assert MlflowClient(tracking_uri).get_run(run_id).info.status == "RUNNING"
 
-    run_command(["pathcnn", "split"], stage_dir)  # any stage start closes abandoned runs
+    run_command(stage_command("split"), stage_dir)  # any stage start closes abandoned runs
     assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FAILED"
 
     set_train(stage_dir, max_epochs=2, patience=1)
-    run_command(["pathcnn", "train", "--model", "model1"], stage_dir)
+    run_command(TRAIN, stage_dir)
     metrics = json.loads((stage_dir / "results/train/model1/metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     import keras
@@ -102,7 +104,7 @@ def test_sigkill_leaves_no_half_output_and_the_run_is_failed_at_next_start(stage
 
 
 def test_sigkill_keeps_the_previous_outputs(stage_dir: Path, tracking_uri: str) -> None:
-    run_command(["pathcnn", "train", "--model", "model1"], stage_dir)
+    run_command(TRAIN, stage_dir)
     model_before = (stage_dir / "models/model1.keras").read_bytes()
     metrics_before = (stage_dir / "results/train/model1/metrics.json").read_bytes()
     set_train(stage_dir, max_epochs=300, patience=300)
@@ -127,7 +129,7 @@ def test_sigterm_ends_the_run_killed(stage_dir: Path, tracking_uri: str) -> None
 
 def test_an_error_inside_the_run_ends_it_failed_with_one_line(stage_dir: Path, tracking_uri: str) -> None:
     (stage_dir / "models" / "model1.keras").mkdir(parents=True)  # the model cannot be written over a folder
-    result = run_command(["pathcnn", "train", "--model", "model1"], stage_dir, check=False)
+    result = run_command(TRAIN, stage_dir, check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "model1.keras" in result.stderr.strip().splitlines()[-1]

@@ -1,4 +1,5 @@
-"""The report stage on hand-made stage outputs: a missing input stops it with one line, a full set is reported."""
+"""The significance and report stages on hand-made stage outputs: a missing input stops them with one line, a
+full set is reported, and the statistics the report shows are the significance stage's."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from pathcnn import results as stage_results
 from pathcnn.errors import PathcnnError
-from pathcnn.stages import report
+from pathcnn.stages import report, significance
 
 CLASSES = {"model1": ("A", "B"), "model2": ("C", "D")}
 SEEDS = (42, 43)
@@ -142,6 +144,12 @@ def write_results(
     write_stage(results, "nonsense", model, nonsense, None, skip)
 
 
+def write_significance(results: Path, params_file: Path) -> None:
+    """The significance stage of both models on what the stages left (as dvc repro runs it before the report)."""
+    for model in CLASSES:
+        significance.run(model, results, results / "significance" / model, params_file)
+
+
 FITTED = {"fold1": {42: (0.8, 0.98), 43: (0.84, 0.97)}, "fold2": {42: (0.86, 0.99), 43: (0.9, 0.99)}}
 
 
@@ -164,6 +172,7 @@ def test_a_missing_input_stops_the_report_with_one_line_and_writes_nothing(
     missing.unlink()
     out.mkdir()
     (out / "report.md").write_text("the previous report")
+    write_significance(results, small_params_file)  # it does not read the nonsense control
     with pytest.raises(PathcnnError) as raised:
         report.run(results, tmp_path / "patches", out, small_params_file)
     message = str(raised.value)
@@ -179,16 +188,18 @@ def test_unreadable_outdated_or_missing_predictions_are_named(tmp_path: Path) ->
     predictions = tmp_path / "crossval" / "model1" / "predictions.csv"
     predictions.unlink()
     with pytest.raises(PathcnnError, match=r"crossval/model1/predictions\.csv: missing"):
-        report.read_model(tmp_path, "model1")
+        stage_results.read_model(tmp_path, "model1")
     metrics = tmp_path / "crossval" / "model1" / "metrics.json"
     metrics.write_text('{"status": "not_possible", "reason": "class A has one image"}')
-    assert report.read_model(tmp_path, "model1")[0]["crossval"]["status"] == "not_possible"  # no predictions needed
+    assert (
+        stage_results.read_model(tmp_path, "model1")[0]["crossval"]["status"] == "not_possible"
+    )  # no predictions needed
     metrics.write_text("{not json")
     with pytest.raises(PathcnnError, match=r"crossval/model1/metrics\.json: unreadable"):
-        report.read_model(tmp_path, "model1")
+        stage_results.read_model(tmp_path, "model1")
     metrics.write_text('{"status": "ok", "folds": {}}')  # crossval written before the seeds
     with pytest.raises(PathcnnError, match=r"lacks seeds, cnn_mean_accuracy, cnn_max_seed_range"):
-        report.read_model(tmp_path, "model1")
+        stage_results.read_model(tmp_path, "model1")
 
 
 def test_the_report_opens_with_the_overview_and_logs_its_files_to_mlflow(
@@ -198,6 +209,7 @@ def test_the_report_opens_with_the_overview_and_logs_its_files_to_mlflow(
     write_results(results, "model1", FITTED)
     unfitted = {"fold1": {42: (0.8, 0.98), 43: (0.5, 0.488)}, "fold2": {42: (0.6, 0.99), 43: (0.62, 0.99)}}
     write_results(results, "model2", unfitted)
+    write_significance(results, small_params_file)
     report.run(results, tmp_path / "patches", out, small_params_file)
     text = (out / "report.md").read_text()
     assert (out / "overview.png").stat().st_size > 0
@@ -234,8 +246,44 @@ def test_a_study_scored_on_held_out_images_makes_the_report_call_the_tuned_figur
     results, out = tmp_path / "results", tmp_path / "reports"
     for model in ("model1", "model2"):
         write_results(results, model, FITTED)
+    write_significance(results, small_params_file)
     report.run(results, tmp_path / "patches", out, small_params_file)
     text = (out / "report.md").read_text()
     assert "tuned 0.850, untuned 0.760" in text
     # In the overview's reasons and in each model's Findings: both models, both places.
     assert text.count("so the tuned figure is optimistic") == 4
+
+
+def test_the_report_shows_the_significance_stage_statistics_not_its_own(
+    tmp_path: Path, small_params_file: Path, isolated: str
+) -> None:
+    """The report computes no statistic: change the significance file and the report shows the changed value."""
+    results, out = tmp_path / "results", tmp_path / "reports"
+    for model in CLASSES:
+        write_results(results, model, FITTED)
+    write_significance(results, small_params_file)
+    path = results / "significance" / "model1" / "metrics.json"
+    record = json.loads(path.read_text())
+    # 15 of 16 test patches right: Wilson's interval, as scipy gives it, is what the stage wrote.
+    assert record["stats"]["train"]["accuracy"] == 0.9375 and record["stats"]["train"]["n"] == 16
+    assert record["bootstrap_resamples"] == 100 and record["seed"] == 42
+    record["stats"]["train"]["ci_low"], record["stats"]["train"]["ci_high"] = 0.123, 0.987
+    path.write_text(json.dumps(record))
+    report.run(results, tmp_path / "patches", out, small_params_file)
+    text = (out / "report.md").read_text()
+    assert "0.938 [0.123, 0.987]" in text.split("## model1:")[1]
+    assert "(100 resamples, seed 42)" in text
+
+
+def test_a_missing_significance_record_stops_the_report_with_one_line(
+    tmp_path: Path, small_params_file: Path, isolated: str
+) -> None:
+    results = tmp_path / "results"
+    for model in CLASSES:
+        write_results(results, model, FITTED)
+    with pytest.raises(PathcnnError, match=r"significance/model1/metrics\.json: missing; run `dvc repro`"):
+        report.run(results, tmp_path / "patches", tmp_path / "reports", small_params_file)
+    (results / "train" / "model1" / "predictions.csv").unlink()
+    with pytest.raises(PathcnnError, match=r"train/model1/predictions\.csv: missing"):
+        significance.run("model1", results, results / "significance" / "model1", small_params_file)
+    assert not (results / "significance" / "model1").exists()

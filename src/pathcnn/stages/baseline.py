@@ -11,7 +11,7 @@ from pathcnn.console import say
 from pathcnn.features import FEATURE_NAMES, fit_and_evaluate, set_features
 from pathcnn.params import load_params
 from pathcnn.patchsets import read_split, split_sets
-from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
+from pathcnn.stages.arguments import add_model_arguments
 from pathcnn.stain import normalize_sets
 
 
@@ -54,7 +54,7 @@ def run(model_name: str, patches_dir: Path, split_file: Path, out_dir: Path, par
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    add_model_arguments(parser, "baseline")
+    add_model_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        split_file(args),
-        out_dir(args, "baseline"),
+        args.split,
+        args.out,
         args.params,
     )

@@ -15,7 +15,7 @@ from pathcnn.console import say
 from pathcnn.metrics import image_level
 from pathcnn.params import effective_train_params, load_params
 from pathcnn.patchsets import PatchSet, read_split, split_sets
-from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
+from pathcnn.stages.arguments import add_model_arguments
 from pathcnn.stats import binomial_p_value, chance_rate
 
 SIGNIFICANCE = 0.05
@@ -127,7 +127,7 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    add_model_arguments(parser, "control", tuned=True)
+    add_model_arguments(parser, tuned=True)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -135,8 +135,8 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        split_file(args),
+        args.split,
         args.tuned,
-        out_dir(args, "control"),
+        args.out,
         args.params,
     )

@@ -23,7 +23,7 @@ from pathcnn.evaluation import Evaluation
 from pathcnn.params import Params, TrainParams, effective_train_params, load_params
 from pathcnn.patchsets import PatchSet, patch_set, read_manifest
 from pathcnn.splits import Fold
-from pathcnn.stages.arguments import add_model_arguments, out_dir
+from pathcnn.stages.arguments import add_model_arguments
 from pathcnn.stain import normalize_by_image
 
 
@@ -97,7 +97,7 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    add_model_arguments(parser, "crossval", split=False, tuned=True)
+    add_model_arguments(parser, split=False, tuned=True)
     parser.add_argument(
         "--untuned",
         action="store_true",
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> None:
         args.model,
         args.patches,
         args.tuned,
-        out_dir(args, stage_name(args.untuned)),
+        args.out,
         args.params,
         args.untuned,
     )

@@ -33,7 +33,7 @@ from pathcnn.evaluation import Evaluation
 from pathcnn.params import effective_train_params, load_params
 from pathcnn.patchsets import patch_set, read_manifest, read_split, split_sets
 from pathcnn.splits import Fold, nonsense_classes
-from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
+from pathcnn.stages.arguments import add_model_arguments
 
 PREDICTION_COLUMNS = ["evaluation", "fold", "seed", "patch_id", "image_id", "label"]
 
@@ -151,9 +151,9 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    add_model_arguments(parser, "nonsense", tuned=True)
+    add_model_arguments(parser, tuned=True)
 
 
 def main(args: argparse.Namespace) -> None:
     """Run the stage from parsed arguments."""
-    run(args.model, args.patches, split_file(args), args.tuned, out_dir(args, "nonsense"), args.params)
+    run(args.model, args.patches, args.split, args.tuned, args.out, args.params)

@@ -15,7 +15,8 @@ from pathcnn.console import progress, say
 from pathcnn.errors import ImageError, PathcnnError
 from pathcnn.images import ImageEntry, list_images, load_rgb
 from pathcnn.params import PatchesParams, check_models_have_images, load_params
-from pathcnn.tiling import Tiles, tile_image
+from pathcnn.stages.arguments import add_params_argument
+from pathcnn.tiling import Tiles, greyscale_with_content, tile_image
 
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.json"
@@ -29,18 +30,6 @@ class ImageTiles:
 
     entry: ImageEntry
     tiles: Tiles
-
-
-def greyscale_with_content(image: np.ndarray, min_spread: int = 8, share: float = 0.001) -> bool:
-    """An image without colour that is not blank: almost no pixel has channels apart by more than min_spread,
-    but some are darker than glass (a greyscale scan of tissue, stored as RGB or as a JPEG of one).
-
-    The saturation-based tissue filter sees no tissue in such an image, and lowering its thresholds cannot help.
-    """
-    pixels = image[:: max(1, image.shape[0] // 512), :: max(1, image.shape[1] // 512)].astype(np.int16)
-    spread = pixels.max(axis=-1) - pixels.min(axis=-1)
-    dark = pixels.mean(axis=-1) < 200
-    return bool(np.mean(spread > min_spread) <= share and np.mean(dark) > share)
 
 
 def tile_entry(entry: ImageEntry, params: PatchesParams) -> tuple[ImageTiles, np.ndarray]:
@@ -142,10 +131,10 @@ def run(raw_dir: Path, out_dir: Path, grids_dir: Path, params_path: Path) -> pd.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="folder of input images")
-    parser.add_argument("--out", type=Path, default=Path("data/patches"), help="output folder for arrays and manifest")
-    parser.add_argument("--grids", type=Path, default=Path("reports/figures/tiling"), help="tiling previews")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--raw", type=Path, required=True, help="folder of input images (data/raw)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for arrays and manifest (data/patches)")
+    parser.add_argument("--grids", type=Path, required=True, help="tiling previews (reports/figures/tiling)")
+    add_params_argument(parser)
 
 
 def main(args: argparse.Namespace) -> None:

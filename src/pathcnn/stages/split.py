@@ -12,6 +12,7 @@ from pathcnn.console import say
 from pathcnn.params import ModelSpec, SplitParams, SplitStrategy, load_params
 from pathcnn.patchsets import read_manifest
 from pathcnn.splits import split_images, split_patches
+from pathcnn.stages.arguments import add_params_argument
 
 COLUMNS = ["patch_id", "image_id", "label", "index", "split"]
 
@@ -55,9 +56,9 @@ def run(patches_dir: Path, out_dir: Path, params_path: Path) -> dict[str, pd.Dat
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    parser.add_argument("--patches", type=Path, default=Path("data/patches"))
-    parser.add_argument("--out", type=Path, default=Path("data/splits"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--patches", type=Path, required=True, help="the patches stage's folder (data/patches)")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the split files (data/splits)")
+    add_params_argument(parser)
 
 
 def main(args: argparse.Namespace) -> None:

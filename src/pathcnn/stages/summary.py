@@ -16,6 +16,7 @@ from pathcnn.artifacts import write_json
 from pathcnn.console import say
 from pathcnn.errors import PathcnnError
 from pathcnn.params import load_params
+from pathcnn.stages.arguments import add_params_argument
 
 # (column shown, key in the headline file, stage whose metrics.json holds it, dotted key there)
 COLUMNS = (
@@ -74,10 +75,12 @@ def format_table(rows: list[list[str]]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments."""
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument(
+        "--results", type=Path, default=Path("results"), help="folder of the stages' results (default results)"
+    )
+    add_params_argument(parser)
     parser.add_argument("--model", help="write this model's headline file (the DVC stage) instead of printing")
-    parser.add_argument("--out", type=Path, help="the headline file to write (default results/summary/<model>.json)")
+    parser.add_argument("--out", type=Path, help="the headline file to write (with --model; dvc.yaml passes it)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -86,9 +89,10 @@ def main(args: argparse.Namespace) -> None:
     if args.model:
         if args.model not in models:
             raise PathcnnError(f"--model {args.model}: no such model in {args.params} (known: {', '.join(models)})")
-        out = args.out or args.results / "summary" / f"{args.model}.json"
+        if args.out is None:
+            raise PathcnnError("--model needs --out, the headline file to write (results/summary/<model>.json)")
         values = headline(args.results, args.model)
-        write_json(out, values)
+        write_json(args.out, values)
         say(f"summary {args.model}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items() if v is not None))
         return
     print(

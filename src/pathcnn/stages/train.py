@@ -16,7 +16,7 @@ from pathcnn.evaluation import confusion_matrix_of
 from pathcnn.figures import confusion_figure, history_figure, save_figure
 from pathcnn.params import Params, effective_train_params, load_params
 from pathcnn.patchsets import read_manifest, read_split, split_sets
-from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
+from pathcnn.stages.arguments import add_model_arguments
 from pathcnn.training import TrainOutcome, last_epochs_range, train_and_evaluate
 
 
@@ -145,8 +145,8 @@ def input_contract(params: Params, train: Any, class_names: tuple[str, ...]) -> 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    add_model_arguments(parser, "train", tuned=True)
-    parser.add_argument("--model-out", type=Path, help="default models/<model>.keras")
+    add_model_arguments(parser, tuned=True)
+    parser.add_argument("--model-out", type=Path, required=True, help="the model file to write (models/<model>.keras)")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -154,9 +154,9 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        split_file(args),
+        args.split,
         args.tuned,
-        args.model_out or Path(f"models/{args.model}.keras"),
-        out_dir(args, "train"),
+        args.model_out,
+        args.out,
         args.params,
     )

@@ -31,7 +31,7 @@ from pathcnn.errors import PathcnnError
 from pathcnn.figures import save_figure
 from pathcnn.params import Objective, Params, TrainParams, TuneParams, load_params
 from pathcnn.patchsets import PatchSet, patch_set, read_split, split_sets
-from pathcnn.stages.arguments import add_model_arguments, out_dir, split_file
+from pathcnn.stages.arguments import add_model_arguments
 
 WAIT_SECONDS = 2.0  # poll interval while other workers finish the last trials
 MAX_CONSECUTIVE_FAILURES = 5  # a worker whose trials keep raising stops instead of looping forever
@@ -96,21 +96,22 @@ def fit_trial(
     import keras
 
     from pathcnn.metrics import classification_metrics
-    from pathcnn.stain import normalize_sets
     from pathcnn.training import train_and_evaluate
 
     parts = {part: sets[part] for part in ("train", "val")}
     values: list[float] = []
-    # A reporter that predicts scores the validation patches as the fit sees them, normalised like
-    # train_and_evaluate normalises them (train and val together: each image's statistics span both).
-    val = parts["val"]
-    if objective is Objective.val_balanced_accuracy:
-        val = normalize_sets(parts, train.stain_normalization)["val"]
-    reporter = objective_reporter(trial, objective, val, values)
+    reporters: list[Any] = []
+
+    def reporter_for(fitted: dict[str, PatchSet]) -> list[Any]:
+        # A reporter that predicts scores the validation patches as the fit sees them (stain-normalised).
+        reporters.append(objective_reporter(trial, objective, fitted["val"], values))
+        return reporters
+
     try:
-        outcome = train_and_evaluate(parts, class_names, train, seed, callbacks=(reporter,))
+        outcome = train_and_evaluate(parts, class_names, train, seed, callbacks=reporter_for)
     finally:
         keras.backend.clear_session()
+    reporter = reporters[0]
     metrics = outcome.evaluation.metrics
     if objective is Objective.val_loss:
         value = min(outcome.history["val_loss"])  # early stopping restored the weights of this epoch
@@ -489,11 +490,11 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line arguments of the stage."""
-    add_model_arguments(parser, "tune")
+    add_model_arguments(parser)
     parser.add_argument(
         "--journal",
         type=Path,
-        default=Path("results/tune/optuna.journal"),
+        required=True,
         help="journal file of the study when neither tune.storage nor PATHCNN_OPTUNA_STORAGE names a database",
     )
     parser.add_argument("--workers", type=int, help="worker processes (default tune.workers)")
@@ -514,8 +515,8 @@ def main(args: argparse.Namespace) -> None:
     run(
         args.model,
         args.patches,
-        split_file(args),
-        out_dir(args, "tune"),
+        args.split,
+        args.out,
         args.journal,
         args.params,
         args.workers,
