@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "control": ("pathcnn.stages.control", "label-permutation control (must be near chance)"),
     "crossval": ("pathcnn.stages.crossval", "leave-one-image-out cross-validation"),
     "nonsense": ("pathcnn.stages.nonsense", "the nonsense-label control: classes that follow image identity"),
+    "familiarity": ("pathcnn.stages.familiarity", "calibrate and measure predict's check for unfamiliar images"),
     "significance": ("pathcnn.stages.significance", "intervals, p-values and McNemar of one model's predictions"),
     "report": ("pathcnn.stages.report", "write reports/report.md and report.html"),
     "summary": ("pathcnn.stages.summary", "print a table of every model's metrics"),

@@ -23,6 +23,7 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 0, 0),
 )
 MIN_ALPHA, MAX_ALPHA = 0.10, 0.40  # at certainty, 60 % of each pixel is still the tissue
+UNFAMILIAR_COLOUR, UNFAMILIAR_ALPHA = (170, 0, 170), 0.45  # patches unlike the training images
 HATCH_COLOUR, HATCH_ALPHA, HATCH_SPACING = (90, 90, 90), 0.55, 8  # margins outside the patch grid
 FULL_SIZE_MAX_PIXELS = 30_000_000  # larger images get a heatmap shrunk by a whole factor
 
@@ -57,14 +58,20 @@ def tint_patches(
     size: int,
     stride: int,
     scale: int = 1,
+    unfamiliar: np.ndarray | None = None,
 ) -> None:
-    """Blend each classified patch of `canvas` (the image shrunk by `scale`) with its class colour, in place."""
+    """Blend each classified patch of `canvas` (the image shrunk by `scale`) with its class colour, in place.
+
+    Patches marked unfamiliar get UNFAMILIAR_COLOUR instead (their class stays in the patch CSV).
+    """
     alphas = confidence_alpha(confidence, class_count)
-    for row, col, index, alpha in zip(rows, cols, predicted, alphas, strict=True):
+    strange = np.zeros(len(rows), bool) if unfamiliar is None else np.asarray(unfamiliar, bool)
+    for row, col, index, alpha, odd in zip(rows, cols, predicted, alphas, strange, strict=True):
         top, left = row * stride // scale, col * stride // scale
         bottom, right = (row * stride + size) // scale, (col * stride + size) // scale
         region = canvas[top:bottom, left:right]
-        colour = np.asarray(class_colour(int(index)), dtype=np.float32)
+        colour = np.asarray(UNFAMILIAR_COLOUR if odd else class_colour(int(index)), dtype=np.float32)
+        alpha = UNFAMILIAR_ALPHA if odd else alpha
         region[...] = np.rint(region * (1.0 - alpha) + colour * alpha).astype(np.uint8)
 
 
@@ -87,11 +94,13 @@ def hatch_margins(canvas: np.ndarray, covered_height: int, covered_width: int) -
     canvas[mask] = np.rint(canvas[mask] * (1.0 - HATCH_ALPHA) + colour * HATCH_ALPHA).astype(np.uint8)
 
 
-def with_legend(picture: Image.Image, class_names: Sequence[str], title: str) -> Image.Image:
+def with_legend(picture: Image.Image, class_names: Sequence[str], title: str, familiarity: bool = False) -> Image.Image:
     """The picture with a white legend panel on its right: one swatch per class, and how to read the tint."""
     font_size = max(12, min(picture.width, picture.height) // 45)
     font = ImageFont.load_default(size=font_size)
     lines = [(name, class_colour(index)) for index, name in enumerate(class_names)]
+    if familiarity:
+        lines.append(("unfamiliar: unlike the training images (class in the CSV)", UNFAMILIAR_COLOUR))
     notes = [
         f"tint opacity = confidence ({MIN_ALPHA:.0%} at chance, {MAX_ALPHA:.0%} at certainty)",
         "untinted = patch without enough tissue, not classified",

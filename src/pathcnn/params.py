@@ -346,6 +346,24 @@ class ControlParams(Section):
     )
 
 
+class FamiliarityParams(Section):
+    """The familiarity stage: when predict calls an image unfamiliar (unlike the training images)."""
+
+    false_alarm_rate: float = Field(
+        0.05, gt=0.0, lt=0.5, description="Share of held-out in-distribution patches the threshold may flag."
+    )
+    image_share: float = Field(
+        0.5, gt=0.0, lt=1.0, description="An image with more than this share of unfamiliar patches is unfamiliar."
+    )
+    scales: list[Annotated[float, Field(gt=0.0, le=4.0)]] = Field(
+        default_factory=lambda: [0.8, 0.5, 0.25, 2.0],
+        description="Resize factors of the evaluation set (another magnification: 0.5 = half the pixels per mm).",
+    )
+    jitter_copies: int = Field(
+        2, ge=0, le=10, description="Stain-jittered copies of the training patches in the stain reference."
+    )
+
+
 class SignificanceParams(Section):
     """The significance stage: intervals and p-values of the stored predictions."""
 
@@ -384,6 +402,7 @@ class Params(Section):
     tune: TuneParams = TuneParams()
     crossval: CrossvalParams = CrossvalParams()
     control: ControlParams = ControlParams()
+    familiarity: FamiliarityParams = FamiliarityParams()
     significance: SignificanceParams = SignificanceParams()
     report: ReportParams = ReportParams()
 

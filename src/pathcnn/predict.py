@@ -26,6 +26,7 @@ from pathcnn.tiling import Tiles, grid_shape, tile_image
 
 NOT_CLASSIFIED = "not classified"
 NO_TISSUE = "no tissue"
+UNCERTAIN = "uncertain"  # the image call when most of its tissue is unlike the training images
 FEW_PATCHES = 5  # fewer tissue patches than this: the call rests on too little tissue to trust
 _RUN_PATCH_KEYS = ("patch_size", "stride", "min_tissue_fraction", "tissue_min_saturation")
 _RENAMED_RUN_PATCH_KEYS = {"size": "patch_size"}  # logged as patches.size by runs before the rename
@@ -43,6 +44,10 @@ class Predictor:
     stain_normalization: str = "none"  # train.stain_normalization the model was trained with (pathcnn.stain)
     # What `source` resolved to: the registered version and its training run, or the model file's MD5.
     resolved: dict[str, str | None] = field(default_factory=dict)
+    # The familiarity stage's reference (models/<model>.familiarity.npz), None if the model has none.
+    familiarity: Any = None
+    # The model with its penultimate layer as a second output, built once when there is a reference.
+    embedder: Any = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class PatchPredictions:
     kept: np.ndarray  # (N,) bool
     probabilities: np.ndarray  # (K, classes) for the kept cells, in grid order
     colour_stats: np.ndarray  # (K, 6) appearance.patch_colour_stats of the kept patches
+    # (K,) familiarity score (1.0 and above: past the calibrated threshold when it is 1) and which view led
+    # it (True: stain); NaN and False without a familiarity reference.
+    unfamiliar_score: np.ndarray
+    stain_led: np.ndarray
 
 
 def band_height(grid_cols: int, batch_size: int) -> int:
@@ -77,12 +86,14 @@ def tile_bands(image: np.ndarray, settings: PatchesParams, rows_per_band: int) -
 
 def predict_patches(image: np.ndarray, predictor: Predictor, batch_size: int, label: str = "") -> PatchPredictions:
     """Tile and classify one RGB uint8 image band by band."""
+    from pathcnn.familiarity import embed, stain_features
     from pathcnn.training import predict_probabilities
 
     settings = predictor.patches
     grid_rows, grid_cols = grid_shape(image.shape[0], image.shape[1], settings.patch_size, settings.stride)
     rows_per_band = band_height(grid_cols, batch_size)
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("rows", "cols", "tissue", "kept", "probs", "colour")}
+    keys = ("rows", "cols", "tissue", "kept", "probs", "colour", "score", "stain")
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     normalize = _stain_normalizer(image, predictor, rows_per_band)
     bands = tile_bands(image, settings, rows_per_band)
     for first, tiles in progress(bands, f"predict {label}".strip(), total=-(-grid_rows // rows_per_band)):
@@ -90,8 +101,17 @@ def predict_patches(image: np.ndarray, predictor: Predictor, batch_size: int, la
         parts["cols"].append(tiles.cols)
         parts["tissue"].append(tiles.tissue_fraction)
         parts["kept"].append(tiles.kept)
-        parts["probs"].append(predict_probabilities(predictor.model, normalize(tiles.patches), batch_size))
         parts["colour"].append(patch_colour_stats(tiles.patches))
+        if predictor.familiarity is None:
+            parts["probs"].append(predict_probabilities(predictor.model, normalize(tiles.patches), batch_size))
+            parts["score"].append(np.full(len(tiles.patches), np.nan))
+            parts["stain"].append(np.zeros(len(tiles.patches), bool))
+            continue
+        embeddings, probabilities = embed(predictor.embedder, normalize(tiles.patches), batch_size)
+        stain_part, embedding_part = predictor.familiarity.parts(stain_features(tiles.patches), embeddings)
+        parts["probs"].append(probabilities)
+        parts["score"].append(np.maximum(stain_part, embedding_part) / predictor.familiarity.threshold)
+        parts["stain"].append(stain_part >= embedding_part)
     class_count = len(predictor.class_names)
 
     def joined(key: str, empty: np.ndarray) -> np.ndarray:
@@ -104,6 +124,8 @@ def predict_patches(image: np.ndarray, predictor: Predictor, batch_size: int, la
         kept=joined("kept", np.zeros(0, bool)),
         probabilities=joined("probs", np.zeros((0, class_count), np.float32)),
         colour_stats=joined("colour", np.zeros((0, 6), np.float32)),
+        unfamiliar_score=joined("score", np.zeros(0)),
+        stain_led=joined("stain", np.zeros(0, bool)),
     )
 
 
@@ -148,17 +170,47 @@ def patch_table(predictions: PatchPredictions, class_names: Sequence[str]) -> pd
     if kept.any():
         predicted[kept] = np.asarray(class_names, dtype=object)[predictions.probabilities.argmax(axis=1)]
     table["predicted"] = predicted
+    score = np.full(len(table), np.nan)
+    score[kept] = np.round(predictions.unfamiliar_score, 4)
+    table["unfamiliar_score"] = score  # scaled so that above 1 is unfamiliar; empty without a reference
+    unfamiliar = np.full(len(table), "", dtype=object)
+    unfamiliar[kept] = np.where(predictions.unfamiliar_score > 1.0, "yes", "no")
+    table["unfamiliar"] = unfamiliar if np.isfinite(predictions.unfamiliar_score).any() else ""
     return table
 
 
+def familiarity_finding(predictions: PatchPredictions, image_share: float | None) -> dict[str, Any]:
+    """unfamiliar_patch_share, image_unfamiliar and the reasons (None, None, [] without a reference or tissue)."""
+    scores = predictions.unfamiliar_score
+    if image_share is None or len(scores) == 0 or not np.isfinite(scores).all():
+        return {"unfamiliar_patch_share": None, "image_unfamiliar": None, "unfamiliar_reasons": []}
+    from pathcnn.familiarity import reasons
+
+    flagged = scores > 1.0
+    share = float(flagged.mean())
+    return {
+        "unfamiliar_patch_share": round(share, 4),
+        "image_unfamiliar": share > image_share,
+        "unfamiliar_reasons": reasons(predictions.stain_led, flagged),
+    }
+
+
 def image_call(
-    predictions: PatchPredictions, class_names: Sequence[str], reference: dict[str, Any] | None
+    predictions: PatchPredictions,
+    class_names: Sequence[str],
+    reference: dict[str, Any] | None,
+    image_share: float | None = None,
 ) -> dict[str, Any]:
-    """The image-level call (class of highest mean probability), vote shares, patch counts and warnings."""
+    """The image-level call (class of highest mean probability), vote shares, patch counts and warnings.
+
+    With a familiarity reference (image_share given), an image whose share of unfamiliar tissue patches
+    exceeds image_share is called `uncertain`; the class it would get is kept as call_if_familiar.
+    """
     used, total = int(predictions.kept.sum()), len(predictions.kept)
     warnings: list[str] = []
     appearance = image_appearance(predictions.colour_stats, used / total if total else 0.0)
     call: dict[str, Any] = {"patches_total": total, "patches_used": used, "appearance": appearance}
+    call.update(familiarity_finding(predictions, image_share))
     if used == 0:
         if total == 0:
             warnings.append("image is smaller than one patch; nothing to classify")
@@ -175,8 +227,16 @@ def image_call(
         warnings.append(f"only {used} tissue patches; the call rests on little tissue")
     if reference is not None:
         warnings.extend(unfamiliar(appearance, reference))
+    best = class_names[int(mean.argmax())]
+    if call["image_unfamiliar"]:
+        warnings.append(
+            f"{call['unfamiliar_patch_share']:.0%} of the tissue patches are unlike the training images (more than "
+            f"{image_share:.0%}): the call is `{UNCERTAIN}`, not {best}; the per-patch classes are in the CSV"
+        )
+        warnings.extend(call["unfamiliar_reasons"])
     call.update(
-        call=class_names[int(mean.argmax())],
+        call=UNCERTAIN if call["image_unfamiliar"] else best,
+        call_if_familiar=best,
         mean_probability={name: round(float(p), 4) for name, p in zip(class_names, mean, strict=True)},
         vote_share={name: round(float(v), 4) for name, v in zip(class_names, votes, strict=True)},
         warnings=warnings,
@@ -217,10 +277,16 @@ def write_heatmap(
         settings.patch_size,
         settings.stride,
         scale,
+        unfamiliar=predictions.unfamiliar_score > 1.0,
     )
     covered_height, covered_width = grid_extent(*image_size, settings.patch_size, settings.stride)
     hatch_margins(canvas, covered_height // scale, covered_width // scale)
-    picture = with_legend(Image.fromarray(canvas), predictor.class_names, f"model {predictor.source}")
+    picture = with_legend(
+        Image.fromarray(canvas),
+        predictor.class_names,
+        f"model {predictor.source}",
+        familiarity=predictor.familiarity is not None,
+    )
     with atomic_path(path) as temporary:
         picture.save(temporary, format="PNG")
 
@@ -235,6 +301,7 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
     scale = heatmap_scale(height, width)
     canvas = heatmap_canvas(image, scale)
     predictions = predict_patches(image, predictor, batch_size, path.name)
+    image_share = predictor.familiarity.image_share if predictor.familiarity is not None else None
     del image  # the canvas is all the heatmap needs
     stem = path.stem
     outputs = {
@@ -253,8 +320,9 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
         "classes": list(predictor.class_names),
         "patch_size": predictor.patches.patch_size,
         "patch_stride": predictor.patches.stride,
-        **image_call(predictions, predictor.class_names, predictor.reference),
+        **image_call(predictions, predictor.class_names, predictor.reference, image_share),
         "appearance_checked": predictor.reference is not None,
+        "familiarity_checked": predictor.familiarity is not None,
         "heatmap": outputs["heatmap"].name,
         "heatmap_scale": scale,
         "files": {key: value.name for key, value in outputs.items()},
@@ -267,6 +335,13 @@ def summary_line(path: Path, call: dict[str, Any]) -> str:
     """One line per image: the call, its support and the heatmap."""
     if call["call"] == NO_TISSUE:
         return f"{path.name}: {NO_TISSUE} (0 of {call['patches_total']} patches are tissue)"
+    if call["call"] == UNCERTAIN:
+        best = call["call_if_familiar"]
+        return (
+            f"{path.name}: {UNCERTAIN} ({call['unfamiliar_patch_share']:.0%} of {call['patches_used']} tissue patches "
+            f"unlike the training images; it would be {best}, mean probability {call['mean_probability'][best]:.2f}) "
+            f"-> {call['heatmap']}"
+        )
     name = call["call"]
     return (
         f"{path.name}: {name} (mean probability {call['mean_probability'][name]:.2f}, "
@@ -320,7 +395,23 @@ def load_file_predictor(model_name: str, models_dir: Path, params_path: Path, st
         raise PathcnnError(f"{path}: cannot load the model ({error}); re-run `dvc repro train@{model_name}`") from None
     _check_outputs(model, class_names, str(path))
     resolved = {"model_md5": hashlib.md5(path.read_bytes()).hexdigest()}  # as dvc.lock records it
-    return Predictor(model, class_names, settings, reference, path.name, stain, resolved)
+    familiarity, embedder = load_familiarity(path.with_suffix(".familiarity.npz"), model, model_name)
+    return Predictor(model, class_names, settings, reference, path.name, stain, resolved, familiarity, embedder)
+
+
+def load_familiarity(path: Path, model: Any, model_name: str) -> tuple[Any, Any]:
+    """The familiarity stage's reference beside the model and the two-output model, or (None, None)."""
+    if not path.is_file():
+        return None, None
+    from pathcnn.familiarity import Reference, embedding_model
+
+    try:
+        reference = Reference.load(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise PathcnnError(f"{path}: unreadable ({error}); re-run `dvc repro familiarity@{model_name}`") from None
+    if reference is None:  # the stage could not calibrate one (too few images); the note at the start says so
+        return None, None
+    return reference, embedding_model(model)
 
 
 def load_registry_predictor(model_uri: str, params_path: Path) -> Predictor:
@@ -380,6 +471,11 @@ def run(
             continue
         if not calls and predictor.reference is None:
             say("note: no training statistics for this model; the check for unfamiliar images is skipped")
+        if not calls and predictor.familiarity is None:
+            say(
+                "note: no familiarity reference for this model (models/<model>.familiarity.npz, written by "
+                "`dvc repro familiarity@<model>`); images unlike the training images are not called uncertain"
+            )
         calls[path] = call
         print(summary_line(path, call), flush=True)
         for warning in call["warnings"]:

@@ -228,6 +228,7 @@ def model_section(result: ModelResults, figures: dict[str, list[str]], target: f
     if result.crossval_ok:
         lines += pooled_lines(result) + [""]
     lines += ["### Findings", ""] + [f"- {line}" for line in rules.model_findings(result, target)] + [""]
+    lines += familiarity_lines(result.metrics["familiarity"])
     for key, caption in (
         ("confusion", "Confusion matrices (rows actual, columns predicted)"),
         ("history", "Training curves"),
@@ -238,6 +239,40 @@ def model_section(result: ModelResults, figures: dict[str, list[str]], target: f
             images = " ".join(f"![{result.name} {key}]({path})" for path in paths)
             lines += [f"**{caption}**", "", images, ""]
     return lines
+
+
+def familiarity_lines(record: dict[str, Any]) -> list[str]:
+    """Predict's check for unfamiliar images: its calibrated false alarms and what it detects."""
+    if record.get("status", "ok") != "ok":
+        return ["### Unfamiliar images (predict's check)", "", f"Not possible: {record['reason']}", ""]
+    rows = [
+        [
+            name.replace("_", " "),
+            str(found["patches"]),
+            number(found["auroc"], 2),
+            number(found["auroc_stain"], 2),
+            number(found["auroc_embedding"], 2),
+            number(found["detection_rate"]),
+            f"{found['images_flagged']} of {found['images']}",
+        ]
+        for name, found in record["transformations"].items()
+    ]
+    header = ["patches", "n", "AUROC", "AUROC stain", "AUROC embedding", "flagged at threshold", "images uncertain"]
+    return [
+        "### Unfamiliar images (predict's check)",
+        "",
+        f"Each image held out in turn, scored against the other images' training patches: at the threshold "
+        f"(set for {record['false_alarm_rate_target']:.0%} of held-out patches), a new H&E image would have "
+        f"{record['false_alarm_rate']:.1%} of its patches flagged (cross-fitted; worst image "
+        f"{record['false_alarm_rate_max_image']:.1%}); an image is called uncertain when more than "
+        f"{record['image_share']:.0%} are, which {record['held_out_images_flagged_crossfit']} of "
+        f"{len(record['held_out_image_share_crossfit'])} held-out H&E images were (cross-fitted). "
+        "Transformed copies of the held-out images and non-tissue pictures, "
+        "never used to set the threshold:",
+        "",
+        table(header, rows),
+        "",
+    ]
 
 
 def fold_estimates(record: dict[str, Any]) -> tuple[Estimate, ...]:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pathcnn.errors import PathcnnError
 
-STAGES = ("train", "baseline", "control", "crossval", "crossval-untuned", "nonsense")
+STAGES = ("train", "baseline", "control", "crossval", "crossval-untuned", "nonsense", "familiarity")
 WITH_PREDICTIONS = ("train", "baseline", "control", "crossval")  # the stages whose predictions are read
 # Keys a stage's metrics.json must hold when its status is ok (files of an older format lack them).
 HELD_OUT_KEYS = ("folds", "seeds", "cnn_mean_accuracy", "cnn_max_seed_range", "cnn_mean_seed_range")
@@ -27,6 +27,7 @@ REQUIRED_KEYS = {
     "crossval-untuned": HELD_OUT_KEYS,  # the same stage with --untuned; the features are crossval's to report
     "nonsense": ("classes", "seeds", "patch_split", "held_out"),
     "significance": ("stats", "comparison", "held_out_images", "bootstrap_resamples", "seed"),
+    "familiarity": ("threshold", "false_alarm_rate", "false_alarm_rate_target", "transformations", "image_share"),
 }
 PREDICTION_COLUMNS = ("patch_id", "image_id", "label", "predicted")
 

@@ -75,6 +75,24 @@ def test_dvc_metrics_show_lists_each_models_headline_numbers_as_measured(reprodu
     assert f"{headline['test']:.3f}" in table
 
 
+def test_the_familiarity_metrics_measure_every_transformation(reproduced: Path) -> None:
+    """predict's unfamiliar-image check: calibrated on held-out images, measured on every transformation."""
+    from pathcnn.familiarity import TRANSFORMS, Reference
+
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    expected = {*TRANSFORMS, "non_tissue", "ihc_sample"}
+    for model in ("model1", "model2"):
+        metrics = json.loads((reproduced / "results" / "familiarity" / model / "metrics.json").read_text())
+        scales = {f"scale_{factor:g}x" for factor in params["familiarity"]["scales"]}
+        assert expected <= set(metrics["transformations"]) <= expected | scales
+        for name, record in metrics["transformations"].items():
+            assert record["patches"] > 0 and 0.0 <= record["detection_rate"] <= 1.0, name
+        assert metrics["false_alarm_rate_target"] == params["familiarity"]["false_alarm_rate"]
+        reference = Reference.load(reproduced / "models" / f"{model}.familiarity.npz")
+        assert reference.threshold == metrics["threshold"]  # predict applies the threshold the metrics report
+        assert reference.false_alarm_rate == metrics["false_alarm_rate"]
+
+
 def test_mlflow_has_a_finished_run_per_model(reproduced: Path) -> None:
     client = MlflowClient(mlflow_uri(reproduced))
     for model in ("model1", "model2"):
@@ -134,7 +152,7 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
             kind, shown = run.data.tags["kind"], headline_metrics(run)
             seen.add(kind)
             where = f"{model} {kind} run {run.info.run_name}"
-            if kind in {"train", "baseline", "control", "crossval", "crossval-untuned", "nonsense"}:
+            if kind in {"train", "baseline", "control", "crossval", "crossval-untuned", "nonsense", "familiarity"}:
                 recorded = flat_numbers(json.loads((results / kind / model / "metrics.json").read_text()))
                 if kind == "train":  # the registry's comparison is logged beside the stage's own numbers
                     shown.pop("previous_champion_test_accuracy", None)
@@ -171,7 +189,7 @@ def test_every_run_shows_the_numbers_its_stage_recorded(reproduced: Path) -> Non
             else:
                 raise AssertionError(f"{where}: a run kind this test does not check")
     kinds = {"train", "baseline", "control", "crossval", "crossval-fold", "nonsense", "nonsense-fit", "trial", "study"}
-    kinds |= {"crossval-untuned", "crossval-untuned-fold"}
+    kinds |= {"crossval-untuned", "crossval-untuned-fold", "familiarity"}
     assert kinds <= seen
 
 

@@ -61,6 +61,63 @@ def predictor(trained: dict) -> predict.Predictor:
     return predict.load_file_predictor(MODEL, trained["root"] / "models", trained["params"], trained["stats"])
 
 
+@pytest.fixture(scope="module")
+def familiar(trained: dict, small_images: Path) -> dict[str, Path]:
+    """The familiarity stage on the tiny model, its reference beside a copy of the model (the other tests'
+    predictor has none, so they keep testing predict without one)."""
+    import shutil
+
+    from pathcnn.stages import familiarity
+
+    root = trained["root"]
+    models = root / "familiar-models"
+    models.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copyfile(root / "models" / f"{MODEL}{suffix}", models / f"{MODEL}{suffix}")
+    familiarity.run(
+        MODEL,
+        root / "patches",
+        root / "splits" / f"{MODEL}.csv",
+        small_images,
+        models / f"{MODEL}.keras",
+        None,
+        root / "results" / "familiarity",
+        models / f"{MODEL}.familiarity.npz",
+        trained["params"],
+    )
+    return {"models": models, "metrics": root / "results" / "familiarity" / "metrics.json"}
+
+
+def test_a_restained_seed_image_is_uncertain_and_an_unmodified_one_is_not(
+    trained: dict, familiar: dict, tmp_path: Path
+) -> None:
+    from pathcnn.familiarity import restain_dab
+
+    metrics = json.loads(familiar["metrics"].read_text())
+    assert {"restained_dab", "greyscale", "blur", "jpeg", "non_tissue", "ihc_sample"} <= set(metrics["transformations"])
+    with Image.open(seed_image_dir() / "A1.jpg") as image:  # whole: a pale restained centre crop has no tissue
+        pixels = np.asarray(image.convert("RGB"))
+    images = {"unmodified": tmp_path / "A1.png", "restained": tmp_path / "A1_dab.png"}
+    Image.fromarray(pixels).save(images["unmodified"])
+    Image.fromarray(restain_dab(pixels)).save(images["restained"])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pathcnn.cli", "predict", *map(str, images.values()), "--model", MODEL]
+    command += ["--models-dir", str(familiar["models"]), "--params", str(trained["params"]), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr  # a finding, not an error
+    calls = {name: json.loads((out / f"{path.stem}_call.json").read_text()) for name, path in images.items()}
+    assert calls["restained"]["call"] == predict.UNCERTAIN and calls["restained"]["image_unfamiliar"] is True
+    assert calls["restained"]["unfamiliar_reasons"] and calls["restained"]["call_if_familiar"] in ("A", "B")
+    assert "A1_dab.png: uncertain" in result.stdout
+    assert "warning: A1_dab.png:" in result.stderr and "the call is `uncertain`" in result.stderr
+    assert calls["unmodified"]["call"] != predict.UNCERTAIN and calls["unmodified"]["image_unfamiliar"] is False
+    assert calls["unmodified"]["familiarity_checked"] is True
+    table = pd.read_csv(out / "A1_dab_patches.csv")
+    kept = table["predicted"] != predict.NOT_CLASSIFIED
+    assert set(table.loc[kept, "unfamiliar"]) <= {"yes", "no"} and (table.loc[kept, "unfamiliar"] == "yes").mean() > 0.5
+    assert table.loc[kept, "predicted"].isin(["A", "B"]).all()  # per-patch classes still written
+
+
 def variants(source: Path, folder: Path) -> dict[str, Path]:
     """The seed image, a crop, a 90-degree rotation and a strong JPEG recompression of it."""
     folder.mkdir(parents=True, exist_ok=True)

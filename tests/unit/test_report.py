@@ -142,6 +142,18 @@ def write_results(
         "held_out": held_out_record({"fold1": {42: (0.61, 0.9), 43: (0.63, 0.9)}, "fold2": {42: (0.6, 0.9)}}, False),
     }
     write_stage(results, "nonsense", model, nonsense, None, skip)
+    greyscale = {"patches": 16, "auroc": 0.97, "auroc_stain": 0.98, "auroc_embedding": 0.6, "detection_rate": 0.9}
+    familiarity = {
+        "threshold": 1.2,
+        "false_alarm_rate": 0.08,
+        "false_alarm_rate_target": 0.05,
+        "false_alarm_rate_max_image": 0.2,
+        "image_share": 0.5,
+        "held_out_images_flagged_crossfit": 1,
+        "held_out_image_share_crossfit": {"X1": 0.6, "X2": 0.0, "Y1": 0.1, "Y2": 0.0},
+        "transformations": {"greyscale": {**greyscale, "images": 4, "images_flagged": 3}},
+    }
+    write_stage(results, "familiarity", model, familiarity, None, skip)
 
 
 def write_significance(results: Path, params_file: Path) -> None:
@@ -221,6 +233,10 @@ def test_the_report_opens_with_the_overview_and_logs_its_files_to_mlflow(
     assert "clear the nonsense-label floor (0.610)" in model1
     assert "| held out, untuned: fold1 | fold1 | 0.720 | 0.700-0.740 | 0.975 | 0 of 2 |  | 0.500 |" in model1
     assert "| held out, untuned: mean |  | 0.760 |" in model1
+    # Predict's check for unfamiliar images, as the familiarity stage measured it.
+    assert "a new H&E image would have 8.0% of its patches flagged (cross-fitted; worst image 20.0%)" in model1
+    assert "more than 50% are, which 1 of 4 held-out H&E images were (cross-fitted)" in model1
+    assert "| greyscale | 16 | 0.97 | 0.98 | 0.60 | 0.900 | 3 of 4 |" in model1
     assert "tuned against untuned values (tune.space start values): tuned 0.850, untuned 0.760" in text
     assert "so the tuned figure is optimistic" not in text  # the study scored the validation split (val_loss)
     model2 = text.split("## model2:")[1]
