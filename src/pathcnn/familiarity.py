@@ -404,3 +404,33 @@ def calibrate(held_out: dict[str, Distances], target: float) -> Calibration:
     scales = Calibration(stain_scale, embedding_scale, threshold, flagged / total, crossfit, {})
     per_image = {name: float((scales.score(d) > threshold).mean()) for name, d in held_out.items()}
     return Calibration(stain_scale, embedding_scale, threshold, flagged / total, crossfit, per_image)
+
+
+def flagged_share(scores: np.ndarray, threshold: float) -> float:
+    return float((scores > threshold).mean()) if len(scores) else 0.0
+
+
+def detection(
+    by_image: dict[str, Distances],
+    held_out: dict[str, Distances],
+    calibration: Calibration,
+    image_share: float,
+) -> dict[str, Any]:
+    """AUROC against the held-out in-distribution patches (combined and per view), detection at the threshold."""
+    scores = {image: calibration.score(d) for image, d in by_image.items()}
+    pooled = np.concatenate(list(scores.values()))
+    in_distribution = np.concatenate([calibration.score(d) for d in held_out.values()])
+    return {
+        "patches": int(len(pooled)),
+        "auroc": auroc(in_distribution, pooled),
+        "auroc_stain": auroc(
+            np.concatenate([d.stain for d in held_out.values()]), np.concatenate([d.stain for d in by_image.values()])
+        ),
+        "auroc_embedding": auroc(
+            np.concatenate([d.embedding for d in held_out.values()]),
+            np.concatenate([d.embedding for d in by_image.values()]),
+        ),
+        "detection_rate": flagged_share(pooled, calibration.threshold),
+        "images": len(scores),
+        "images_flagged": sum(flagged_share(s, calibration.threshold) > image_share for s in scores.values()),
+    }

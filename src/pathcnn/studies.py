@@ -9,9 +9,10 @@ import hashlib
 import json
 import os
 import socket
+import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from pathcnn.errors import ParamsError
+from pathcnn.errors import ParamsError, PathcnnError
 from pathcnn.params import Choices, FloatRange, IntRange, Objective, Pruner, Sampler, TrainParams, TuneParams
 from pathcnn.processes import process_alive
 
@@ -398,3 +399,36 @@ def importance_figure(study: optuna.Study, title: str, seed: int) -> tuple[Figur
     figure.set_size_inches(7.0, 3.6)
     figure.tight_layout()
     return figure, None
+
+
+WAIT_SECONDS = 2.0  # poll interval while other workers finish the last trials
+MAX_CONSECUTIVE_FAILURES = 5  # a worker whose trials keep raising stops instead of looping forever
+
+
+def work(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int, grace_seconds: float) -> int:
+    """Run trials until the study holds n_trials finished (complete or pruned) trials; returns how many ran here.
+
+    Trials of dead workers are failed first. Trials running in other workers count as on their way,
+    so N workers add up to n_trials instead of each running n_trials.
+    """
+    ran, consecutive_failures = 0, 0
+    last: list[FrozenTrial] = []
+    while True:
+        fail_dead_trials(study, grace_seconds)
+        counts = state_counts(study)
+        finished = finished_count(counts)
+        if finished >= n_trials:
+            return ran
+        if finished + counts.get(TrialState.RUNNING, 0) >= n_trials:
+            time.sleep(WAIT_SECONDS)
+            continue
+        last.clear()
+        # catch: a trial that raises (out of memory, a bad combination) is recorded FAIL; Ctrl+C still stops.
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[lambda _, trial: last.append(trial)])
+        ran += 1
+        consecutive_failures = consecutive_failures + 1 if last and last[-1].state is TrialState.FAIL else 0
+        if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            raise PathcnnError(
+                f"study {study.study_name}: {consecutive_failures} trials in a row failed; "
+                "run with --debug or look at the FAIL trials' MLflow runs, fix the cause and run tune again"
+            )

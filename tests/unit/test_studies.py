@@ -262,7 +262,7 @@ def test_first_trial_of_a_new_study_is_params_train():
 
 
 def test_held_out_loss_is_the_mean_cross_entropy_of_the_true_class() -> None:
-    from pathcnn.stages.tune import held_out_loss
+    from pathcnn.trials import held_out_loss
 
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
     assert held_out_loss(np.array([0, 1, 1]), probabilities, 2) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))

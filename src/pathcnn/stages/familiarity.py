@@ -29,10 +29,6 @@ from pathcnn.stain import normalize_by_image
 from pathcnn.tiling import tile_image
 
 
-def flagged_share(scores: np.ndarray, threshold: float) -> float:
-    return float((scores > threshold).mean()) if len(scores) else 0.0
-
-
 def scale_name(factor: float) -> str:
     return f"scale_{factor:g}x"
 
@@ -136,7 +132,8 @@ def run(
         "held_out_image_share": calibration.per_image,
         "held_out_image_share_crossfit": calibration.per_image_crossfit,
         "transformations": {
-            name: detection(by_image, held_out, calibration, settings.image_share) for name, by_image in shifted.items()
+            name: fam.detection(by_image, held_out, calibration, settings.image_share)
+            for name, by_image in shifted.items()
         },
     }
     reference = fam.Reference(
@@ -163,32 +160,6 @@ def run(
         f"{calibration.false_alarm_rate:.3f} of held-out patches (target {settings.false_alarm_rate}); AUROC {detected}"
     )
     return metrics
-
-
-def detection(
-    by_image: dict[str, fam.Distances],
-    held_out: dict[str, fam.Distances],
-    calibration: fam.Calibration,
-    image_share: float,
-) -> dict[str, Any]:
-    """AUROC against the held-out in-distribution patches (combined and per view), detection at the threshold."""
-    scores = {image: calibration.score(d) for image, d in by_image.items()}
-    pooled = np.concatenate(list(scores.values()))
-    in_distribution = np.concatenate([calibration.score(d) for d in held_out.values()])
-    return {
-        "patches": int(len(pooled)),
-        "auroc": fam.auroc(in_distribution, pooled),
-        "auroc_stain": fam.auroc(
-            np.concatenate([d.stain for d in held_out.values()]), np.concatenate([d.stain for d in by_image.values()])
-        ),
-        "auroc_embedding": fam.auroc(
-            np.concatenate([d.embedding for d in held_out.values()]),
-            np.concatenate([d.embedding for d in by_image.values()]),
-        ),
-        "detection_rate": flagged_share(pooled, calibration.threshold),
-        "images": len(scores),
-        "images_flagged": sum(flagged_share(s, calibration.threshold) > image_share for s in scores.values()),
-    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
