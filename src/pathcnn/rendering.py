@@ -257,7 +257,15 @@ def familiarity_lines(record: dict[str, Any]) -> list[str]:
         ]
         for name, found in record["transformations"].items()
     ]
-    header = ["patches", "n", "AUROC", "AUROC stain", "AUROC embedding", "flagged at threshold", "images uncertain"]
+    header = [
+        "transformation",
+        "patches",
+        "AUROC",
+        "AUROC stain",
+        "AUROC embedding",
+        "flagged at threshold",
+        "images uncertain",
+    ]
     return [
         "### Unfamiliar images (predict's check)",
         "",
