@@ -217,26 +217,6 @@ def save_unavailable(path: Any, reason: str) -> None:
         np.savez(handle, settings=np.array(json.dumps({"not_possible": reason})))
 
 
-def reasons(stain_led: np.ndarray, flagged: np.ndarray) -> list[str]:
-    """Why patches were flagged: which view saw them as unlike training (the view that flagged more first)."""
-    if not flagged.any():
-        return []
-    stain_count = int((flagged & stain_led).sum())
-    embedding_count = int(flagged.sum()) - stain_count
-    found = []
-    if stain_count:
-        found.append(
-            f"stain: {stain_count} patches whose haematoxylin/eosin/DAB make-up is unlike the training H&E "
-            "(another stain, no colour, or not tissue?)"
-        )
-    if embedding_count:
-        found.append(
-            f"appearance to the CNN: {embedding_count} patches unlike any training patch (blur, compression, "
-            "another magnification or another tissue?)"
-        )
-    return sorted(found, key=lambda text: -int(text.split(": ")[1].split()[0]))
-
-
 # ---------------------------------------------------------------- transformations for the evaluation set
 
 

@@ -102,7 +102,7 @@ def with_legend(picture: Image.Image, class_names: Sequence[str], title: str, fa
     if familiarity:
         lines.append(("unfamiliar: unlike the training images (class in the CSV)", UNFAMILIAR_COLOUR))
     notes = [
-        f"tint opacity = confidence ({MIN_ALPHA:.0%} at chance, {MAX_ALPHA:.0%} at certainty)",
+        f"class tint opacity = confidence ({MIN_ALPHA:.0%} at chance, {MAX_ALPHA:.0%} at certainty)",
         "untinted = patch without enough tissue, not classified",
         "hatched = outside the patch grid, not analysed",
         title,

@@ -22,7 +22,7 @@ from pathcnn.artifacts import atomic_path, read_json, write_csv, write_json
 from pathcnn.console import progress, say
 from pathcnn.errors import ImageError, PathcnnError
 from pathcnn.params import PatchesParams, load_params
-from pathcnn.tiling import Tiles, grid_shape, tile_image
+from pathcnn.tiling import Tiles, greyscale_with_content, grid_shape, tile_image
 
 NOT_CLASSIFIED = "not classified"
 NO_TISSUE = "no tissue"
@@ -179,19 +179,45 @@ def patch_table(predictions: PatchPredictions, class_names: Sequence[str]) -> pd
     return table
 
 
+def patches_word(count: int) -> str:
+    return f"{count} patch" if count == 1 else f"{count} patches"
+
+
+def unfamiliar_reasons(stain_led: np.ndarray, flagged: np.ndarray) -> list[str]:
+    """Why patches were flagged: which view saw them as unlike training (the view that flagged more first)."""
+    stain_count = int((flagged & stain_led).sum())
+    embedding_count = int(flagged.sum()) - stain_count
+    found = []
+    if stain_count:
+        found.append(
+            (
+                stain_count,
+                f"stain: {patches_word(stain_count)} whose haematoxylin/eosin/DAB make-up is unlike the training "
+                "H&E (another stain, no colour, or not tissue?)",
+            )
+        )
+    if embedding_count:
+        found.append(
+            (
+                embedding_count,
+                f"appearance to the CNN: {patches_word(embedding_count)} unlike any training patch (blur, "
+                "compression, another magnification or another tissue?)",
+            )
+        )
+    return [text for _, text in sorted(found, key=lambda item: -item[0])]
+
+
 def familiarity_finding(predictions: PatchPredictions, image_share: float | None) -> dict[str, Any]:
     """unfamiliar_patch_share, image_unfamiliar and the reasons (None, None, [] without a reference or tissue)."""
     scores = predictions.unfamiliar_score
     if image_share is None or len(scores) == 0 or not np.isfinite(scores).all():
         return {"unfamiliar_patch_share": None, "image_unfamiliar": None, "unfamiliar_reasons": []}
-    from pathcnn.familiarity import reasons
-
     flagged = scores > 1.0
     share = float(flagged.mean())
     return {
         "unfamiliar_patch_share": round(share, 4),
         "image_unfamiliar": share > image_share,
-        "unfamiliar_reasons": reasons(predictions.stain_led, flagged),
+        "unfamiliar_reasons": unfamiliar_reasons(predictions.stain_led, flagged),
     }
 
 
@@ -200,11 +226,13 @@ def image_call(
     class_names: Sequence[str],
     reference: dict[str, Any] | None,
     image_share: float | None = None,
+    no_colour: bool = False,
 ) -> dict[str, Any]:
     """The image-level call (class of highest mean probability), vote shares, patch counts and warnings.
 
     With a familiarity reference (image_share given), an image whose share of unfamiliar tissue patches
-    exceeds image_share is called `uncertain`; the class it would get is kept as call_if_familiar.
+    exceeds image_share is called `uncertain`; the class it would get is kept as call_if_familiar. A greyscale
+    image with content (no_colour) is `uncertain` too: it has no stain colour to find tissue by, let alone judge it.
     """
     used, total = int(predictions.kept.sum()), len(predictions.kept)
     warnings: list[str] = []
@@ -219,7 +247,20 @@ def image_call(
             warnings.append("no patch has enough stain colour to count as tissue (background only, or greyscale?)")
             if reference is not None:
                 warnings.extend(unfamiliar(appearance, reference))
-        call.update(call=NO_TISSUE, mean_probability={}, vote_share={}, warnings=warnings)
+        if no_colour:
+            reason = (
+                "no colour: the image is greyscale, and H&E tissue is found and judged by its stain colours "
+                "(give the colour scan)"
+            )
+            call.update(image_unfamiliar=True, unfamiliar_reasons=[reason])
+            warnings = [f"the call is `{UNCERTAIN}`: {reason}"]
+        call.update(
+            call=UNCERTAIN if no_colour else NO_TISSUE,
+            call_if_familiar=None,
+            mean_probability={},
+            vote_share={},
+            warnings=warnings,
+        )
         return call
     mean = predictions.probabilities.mean(axis=0)
     votes = np.bincount(predictions.probabilities.argmax(axis=1), minlength=len(class_names)) / used
@@ -302,6 +343,7 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
     canvas = heatmap_canvas(image, scale)
     predictions = predict_patches(image, predictor, batch_size, path.name)
     image_share = predictor.familiarity.image_share if predictor.familiarity is not None else None
+    no_colour = not predictions.kept.any() and greyscale_with_content(image)
     del image  # the canvas is all the heatmap needs
     stem = path.stem
     outputs = {
@@ -320,7 +362,7 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
         "classes": list(predictor.class_names),
         "patch_size": predictor.patches.patch_size,
         "patch_stride": predictor.patches.stride,
-        **image_call(predictions, predictor.class_names, predictor.reference, image_share),
+        **image_call(predictions, predictor.class_names, predictor.reference, image_share, no_colour),
         "appearance_checked": predictor.reference is not None,
         "familiarity_checked": predictor.familiarity is not None,
         "heatmap": outputs["heatmap"].name,
@@ -335,6 +377,8 @@ def summary_line(path: Path, call: dict[str, Any]) -> str:
     """One line per image: the call, its support and the heatmap."""
     if call["call"] == NO_TISSUE:
         return f"{path.name}: {NO_TISSUE} (0 of {call['patches_total']} patches are tissue)"
+    if call["call"] == UNCERTAIN and call["call_if_familiar"] is None:
+        return f"{path.name}: {UNCERTAIN} (greyscale: no stain colour to find or judge H&E tissue by)"
     if call["call"] == UNCERTAIN:
         best = call["call_if_familiar"]
         return (
@@ -481,7 +525,7 @@ def run(
         for warning in call["warnings"]:
             say(f"warning: {path.name}: {warning}")
     if failures:
-        raise PathcnnError(f"{len(failures)} of {len(images)} images could not be read (first: {failures[0]})")
+        raise PathcnnError(f"{len(failures)} of {len(images)} images could not be read (their errors are above)")
     return calls
 
 

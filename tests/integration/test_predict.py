@@ -231,13 +231,21 @@ def test_background_only_image_is_no_tissue(
     assert "warning: blank.png: no patch has enough stain colour" in printed.err
 
 
-def test_a_greyscale_image_is_no_tissue_with_a_warning(predictor: predict.Predictor, tmp_path: Path) -> None:
+def test_a_greyscale_image_is_uncertain_not_no_tissue(
+    predictor: predict.Predictor, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Tissue is found by the stain's colour: a greyscale scan of tissue has none, which is unlike training."""
     grey = tmp_path / "grey.png"
     with Image.open(seed_image_dir() / "A1.jpg") as image:
         image.convert("L").save(grey)
     call = predict.run([grey], predictor, tmp_path / "out")[grey]
-    assert call["call"] == predict.NO_TISSUE
+    assert call["call"] == predict.UNCERTAIN and call["call_if_familiar"] is None
+    assert call["image_unfamiliar"] is True and call["patches_used"] == 0
     assert any("greyscale" in warning for warning in call["warnings"]), call["warnings"]
+    assert "grey.png: uncertain (greyscale" in capsys.readouterr().out
+    blank = tmp_path / "white.png"  # no content at all: still no tissue, not uncertain
+    Image.new("RGB", (300, 300), (250, 250, 250)).save(blank)
+    assert predict.run([blank], predictor, tmp_path / "out")[blank]["call"] == predict.NO_TISSUE
 
 
 def test_unreadable_image_is_one_line_error(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

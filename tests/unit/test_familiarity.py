@@ -138,7 +138,7 @@ def test_an_image_mostly_unlike_training_is_called_uncertain_with_its_reasons() 
     assert call["call"] == predict.UNCERTAIN and call["call_if_familiar"] == "A"
     assert call["unfamiliar_patch_share"] == 0.625 and call["image_unfamiliar"] is True
     assert call["unfamiliar_reasons"][0].startswith("stain: 4 patches")
-    assert call["unfamiliar_reasons"][1].startswith("appearance to the CNN: 1 patches")
+    assert call["unfamiliar_reasons"][1].startswith("appearance to the CNN: 1 patch unlike")
     assert any("the call is `uncertain`, not A" in warning for warning in call["warnings"])
     assert call["mean_probability"] == {"A": 0.9, "B": 0.1}  # nothing hidden
 
