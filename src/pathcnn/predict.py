@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,7 +371,16 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
         "files": {key: value.name for key, value in outputs.items()},
     }
     write_json(outputs["call"], call)
+    readable_by_others(outputs.values())
     return call
+
+
+def readable_by_others(paths: Any) -> None:
+    """Give the files the permissions the umask allows (atomic writes create them private, mode 600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~umask)
 
 
 def summary_line(path: Path, call: dict[str, Any]) -> str:

@@ -112,6 +112,10 @@ def test_a_restained_seed_image_is_uncertain_and_an_unmodified_one_is_not(
     assert "warning: A1_dab.png:" in result.stderr and "the call is `uncertain`" in result.stderr
     assert calls["unmodified"]["call"] != predict.UNCERTAIN and calls["unmodified"]["image_unfamiliar"] is False
     assert calls["unmodified"]["familiarity_checked"] is True
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in out.iterdir():  # shareable as the umask allows, not private to the user
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written
     table = pd.read_csv(out / "A1_dab_patches.csv")
     kept = table["predicted"] != predict.NOT_CLASSIFIED
     assert set(table.loc[kept, "unfamiliar"]) <= {"yes", "no"} and (table.loc[kept, "unfamiliar"] == "yes").mean() > 0.5
