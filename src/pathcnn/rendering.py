@@ -228,6 +228,7 @@ def model_section(result: ModelResults, figures: dict[str, list[str]], target: f
     if result.crossval_ok:
         lines += pooled_lines(result) + [""]
     lines += ["### Findings", ""] + [f"- {line}" for line in rules.model_findings(result, target)] + [""]
+    lines += calibration_lines(result.significance.get("calibration"))
     lines += familiarity_lines(result.metrics["familiarity"])
     for key, caption in (
         ("confusion", "Confusion matrices (rows actual, columns predicted)"),
@@ -239,6 +240,34 @@ def model_section(result: ModelResults, figures: dict[str, list[str]], target: f
             images = " ".join(f"![{result.name} {key}]({path})" for path in paths)
             lines += [f"**{caption}**", "", images, ""]
     return lines
+
+
+def calibration_lines(record: dict[str, Any] | None) -> list[str]:
+    """Expected calibration error before and after temperature scaling, and the held-out reliability curve."""
+    if not record:
+        return []
+    held, test = record["held_out"], record["patch_split_test"]
+    verdict = (
+        "it helps on images it was not fitted on"
+        if record["temperature_helps"]
+        else "it does not help on images it was not fitted on, so predict reports the probabilities unscaled"
+    )
+    rows = [
+        [f"{b['low']:.1f}-{b['high']:.1f}", str(b["n"]), number(b["confidence"]), number(b["accuracy"])]
+        for b in held["before"]["curve"]
+    ]
+    return [
+        "### Are the probabilities calibrated?",
+        "",
+        f"Expected calibration error (top-class probability against accuracy, {len(rows)} non-empty bins of 0.1) "
+        f"of the CNN on held-out images (crossval, every seed): {number(held['before']['ece'])}; after temperature "
+        f"scaling fitted on the other folds (cross-fitted): {number(held['after']['ece'])}: {verdict}. On the "
+        f"patch-split test: {number(test['before']['ece'])}, and {number(test['after']['ece'])} with the "
+        f"temperature fitted on all folds (T = {number(record['temperature'], 2)}).",
+        "",
+        table(["held-out probability", "predictions (patches x seeds)", "mean probability", "accuracy"], rows),
+        "",
+    ]
 
 
 def familiarity_lines(record: dict[str, Any]) -> list[str]:

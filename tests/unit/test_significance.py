@@ -112,3 +112,45 @@ def test_repeated_seeds_do_not_narrow_the_interval_or_the_p_value() -> None:
     assert pooled["n"] == 120
     assert combined["ci_high"] - combined["ci_low"] > pooled["ci_high"] - pooled["ci_low"]
     assert combined["p_value"] > pooled["p_value"]
+
+
+def test_temperature_scaling_softens_an_over_confident_model() -> None:
+    from pathcnn.significance import fit_temperature, reliability, temperature_scaled
+
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 2, 2000)
+    correct = generator.random(2000) < 0.7  # right 70 % of the time, always 99 % sure
+    predicted = np.where(correct, labels, 1 - labels)
+    probabilities = np.where(predicted[:, None] == np.arange(2), 0.99, 0.01)
+    assert np.allclose(temperature_scaled(probabilities, 1.0), probabilities, atol=1e-9)
+    before = reliability(probabilities, labels)
+    assert before["ece"] == pytest.approx(0.99 - correct.mean(), abs=1e-9)  # one bin: confidence minus accuracy
+    temperature = fit_temperature(probabilities, labels)
+    assert temperature > 1.0
+    after = reliability(temperature_scaled(probabilities, temperature), labels)
+    assert after["ece"] < 0.02 and after["curve"][0]["n"] == 2000
+
+
+def test_calibration_cross_fits_the_temperature_over_folds() -> None:
+    from pathcnn.significance import calibration
+
+    generator = np.random.default_rng(1)
+    rows = []
+    for fold, accuracy in (("fold1", 0.55), ("fold2", 0.95)):  # folds as unlike as model 1's
+        for index in range(300):
+            label = "AB"[index % 2]
+            right = generator.random() < accuracy
+            predicted = label if right else "AB"[(index + 1) % 2]
+            rows.append(
+                {"fold": fold, "label": label, "predicted": predicted, "prob_A": 0.97 if predicted == "A" else 0.03}
+            )
+    frame = pd.DataFrame(rows).assign(prob_B=lambda f: 1 - f["prob_A"])
+    record = calibration(frame, frame[frame["fold"] == "fold2"], ("A", "B"))
+    held = record["held_out"]
+    assert held["before"]["n"] == held["after"]["n"] == 600
+    # Fitted on the other fold only, each fold's temperature is wrong for it (model 1's case): scaling makes
+    # the held-out probabilities worse, and the record says it does not help.
+    assert held["after"]["ece"] > held["before"]["ece"] + 0.1
+    assert record["temperature_helps"] is False
+    assert record["temperature"] > 1.0  # over-confident overall
+    assert sum(b["n"] for b in held["before"]["curve"]) == 600
