@@ -365,7 +365,8 @@ def predict_file(path: Path, predictor: Predictor, out_dir: Path, batch_size: in
         "patch_stride": predictor.patches.stride,
         **image_call(predictions, predictor.class_names, predictor.reference, image_share, no_colour),
         "appearance_checked": predictor.reference is not None,
-        "familiarity_checked": predictor.familiarity is not None,
+        # Whether the familiarity check scored this image's patches (not when it has no tissue patch).
+        "familiarity_checked": predictor.familiarity is not None and bool(predictions.kept.any()),
         "heatmap": outputs["heatmap"].name,
         "heatmap_scale": scale,
         "files": {key: value.name for key, value in outputs.items()},
@@ -386,9 +387,11 @@ def readable_by_others(paths: Any) -> None:
 def summary_line(path: Path, call: dict[str, Any]) -> str:
     """One line per image: the call, its support and the heatmap."""
     if call["call"] == NO_TISSUE:
-        return f"{path.name}: {NO_TISSUE} (0 of {call['patches_total']} patches are tissue)"
+        return f"{path.name}: {NO_TISSUE} (0 of {call['patches_total']} patches are tissue) -> {call['heatmap']}"
     if call["call"] == UNCERTAIN and call["call_if_familiar"] is None:
-        return f"{path.name}: {UNCERTAIN} (greyscale: no stain colour to find or judge H&E tissue by)"
+        return (
+            f"{path.name}: {UNCERTAIN} (greyscale: no stain colour to find or judge H&E tissue by) -> {call['heatmap']}"
+        )
     if call["call"] == UNCERTAIN:
         best = call["call_if_familiar"]
         return (

@@ -259,7 +259,8 @@ def calibration_lines(record: dict[str, Any] | None) -> list[str]:
     return [
         "### Are the probabilities calibrated?",
         "",
-        f"Expected calibration error (top-class probability against accuracy, {len(rows)} non-empty bins of 0.1) "
+        "Expected calibration error (top-class probability against accuracy, in bins of 0.1; the held-out "
+        f"curve below has {len(rows)} non-empty bins) "
         f"of the CNN on held-out images (crossval, every seed): {number(held['before']['ece'])}; after temperature "
         f"scaling fitted on the other folds (cross-fitted): {number(held['after']['ece'])}: {verdict}. On the "
         f"patch-split test: {number(test['before']['ece'])}, and {number(test['after']['ece'])} with the "
