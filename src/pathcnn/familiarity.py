@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -123,13 +124,17 @@ class Neighbours:
     std: np.ndarray
     k: int = NEIGHBOURS
 
-    def distance(self, features: np.ndarray) -> np.ndarray:
+    @cached_property
+    def finder(self) -> Any:
+        """The search index over the points, built once (predict queries it band by band)."""
         from sklearn.neighbors import NearestNeighbors
 
+        return NearestNeighbors(n_neighbors=min(self.k, len(self.points))).fit(self.points)
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
         if len(features) == 0:
             return np.zeros(0)
-        finder = NearestNeighbors(n_neighbors=min(self.k, len(self.points))).fit(self.points)
-        found, _ = finder.kneighbors((np.asarray(features, dtype=np.float64) - self.mean) / self.std)
+        found, _ = self.finder.kneighbors((np.asarray(features, dtype=np.float64) - self.mean) / self.std)
         return found.mean(axis=1)
 
 
@@ -332,6 +337,10 @@ class Distances:
     def __len__(self) -> int:
         return len(self.stain)
 
+    def scored(self, stain_scale: float, embedding_scale: float) -> np.ndarray:
+        """The unfamiliarity score of each patch: the larger of the two distances, each divided by its scale."""
+        return np.maximum(self.stain / stain_scale, self.embedding / embedding_scale)
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -349,16 +358,15 @@ class Calibration:
         return max(self.per_image_crossfit.values())
 
     def score(self, distances: Distances) -> np.ndarray:
-        return np.maximum(distances.stain / self.stain_scale, distances.embedding / self.embedding_scale)
+        return distances.scored(self.stain_scale, self.embedding_scale)
 
 
 def _scales_and_threshold(held_out: list[Distances], target: float) -> tuple[float, float, float]:
     """Each view's 95th percentile of the held-out distances, then the (1 - target) quantile of the scores."""
-    stain = np.concatenate([d.stain for d in held_out])
-    embedding = np.concatenate([d.embedding for d in held_out])
-    stain_scale = float(np.quantile(stain, 0.95)) or 1.0
-    embedding_scale = float(np.quantile(embedding, 0.95)) or 1.0
-    scores = np.maximum(stain / stain_scale, embedding / embedding_scale)
+    pooled = Distances(np.concatenate([d.stain for d in held_out]), np.concatenate([d.embedding for d in held_out]))
+    stain_scale = float(np.quantile(pooled.stain, 0.95)) or 1.0
+    embedding_scale = float(np.quantile(pooled.embedding, 0.95)) or 1.0
+    scores = pooled.scored(stain_scale, embedding_scale)
     return stain_scale, embedding_scale, float(np.quantile(scores, 1.0 - target))
 
 
@@ -377,12 +385,11 @@ def calibrate(held_out: dict[str, Distances], target: float) -> Calibration:
     for name, distances in held_out.items():
         others = [d for other, d in held_out.items() if other != name]
         s_scale, e_scale, other_threshold = _scales_and_threshold(others, target)
-        over = np.maximum(distances.stain / s_scale, distances.embedding / e_scale) > other_threshold
-        flagged += int(over.sum())
-        crossfit[name] = float(over.mean()) if len(over) else 0.0
+        scores = distances.scored(s_scale, e_scale)
+        flagged += int((scores > other_threshold).sum())
+        crossfit[name] = flagged_share(scores, other_threshold)
     total = sum(len(d) for d in held_out.values())
-    scales = Calibration(stain_scale, embedding_scale, threshold, flagged / total, crossfit, {})
-    per_image = {name: float((scales.score(d) > threshold).mean()) for name, d in held_out.items()}
+    per_image = {name: flagged_share(d.scored(stain_scale, embedding_scale), threshold) for name, d in held_out.items()}
     return Calibration(stain_scale, embedding_scale, threshold, flagged / total, crossfit, per_image)
 
 

@@ -24,7 +24,7 @@ from pathcnn.errors import PathcnnError
 from pathcnn.images import list_images, load_rgb
 from pathcnn.params import effective_train_params, load_params
 from pathcnn.patchsets import patch_array, read_split
-from pathcnn.stages.arguments import add_params_argument
+from pathcnn.stages.arguments import add_model_arguments
 from pathcnn.stain import normalize_by_image
 from pathcnn.tiling import tile_image
 
@@ -163,20 +163,13 @@ def run(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Command-line arguments of the stage."""
-    parser.add_argument("--model", required=True, help="model name from params.yaml (e.g. model1)")
-    parser.add_argument("--patches", type=Path, required=True, help="the patches stage's folder (data/patches)")
-    parser.add_argument("--split", type=Path, required=True, help="the split stage's file of the model")
+    """Command-line arguments of the stage: the per-model ones, the images, the model and its reference."""
+    add_model_arguments(parser, tuned=True)
     parser.add_argument("--raw", type=Path, required=True, help="the images (data/raw), for the resized copies")
     parser.add_argument("--model-file", type=Path, required=True, help="the train stage's model (models/<model>.keras)")
     parser.add_argument(
-        "--tuned", type=Path, help="best_params.json of the tune stage (the stain jitter the model saw)"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (results/familiarity/<model>)")
-    parser.add_argument(
         "--reference", type=Path, required=True, help="the reference predict reads (models/<model>.familiarity.npz)"
     )
-    add_params_argument(parser)
 
 
 def main(args: argparse.Namespace) -> None:

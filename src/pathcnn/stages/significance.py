@@ -13,18 +13,16 @@ from typing import Any
 from pathcnn.artifacts import write_json
 from pathcnn.console import say
 from pathcnn.params import load_params
-from pathcnn.results import read_model
+from pathcnn.results import WITH_PREDICTIONS, read_model
 from pathcnn.significance import model_statistics
 from pathcnn.stages.arguments import add_params_argument
-
-READS = ("train", "baseline", "control", "crossval")
 
 
 def run(model_name: str, results_dir: Path, out_dir: Path, params_path: Path) -> dict[str, Any]:
     """Compute the model's significance record and write it as out_dir/metrics.json."""
     params = load_params(params_path)
     classes = params.model(model_name).classes
-    metrics, predictions = read_model(results_dir, model_name, READS)
+    metrics, predictions = read_model(results_dir, model_name, WITH_PREDICTIONS)
     record = model_statistics(metrics, predictions, classes, params.significance.bootstrap_resamples, params.base.seed)
     write_json(out_dir / "metrics.json", record)
     test = record["stats"]["train"]
